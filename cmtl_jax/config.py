@@ -1,0 +1,102 @@
+"""The full set of config keys with their defaults, and the checks run on them before anything compiles.
+
+Configs in `experiments/configs/` start from `base_config()` and override what their experiment needs, so a key
+has one default in one place.
+"""
+
+import ml_collections
+
+from cmtl_jax.errors import ConfigError
+
+VARIANTS = ('hybrid', 'beit')
+OPTIMIZERS = ('sgdm', 'adam')
+POOLINGS = ('mean', 'cls')
+DECAYS = ('cosine', 'linear', 'constant')
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every key the library reads, with its default."""
+  c = ml_collections.ConfigDict()
+  # Data.
+  c.dataset = 'digits'          # 'digits', 'fashion_mnist', or any TFDS dataset prepared as array_record.
+  c.data_dir = ''               # TFDS data dir; '' = ~/tensorflow_datasets.
+  c.manual_dir = ''             # Where raw files live for builders that need them ('' = builder default).
+  c.image_key = 'image'         # Feature names for TFDS datasets other than ours.
+  c.label_key = 'label'
+  c.test_fraction = 0.2         # Held-out test share for datasets without a test split.
+  c.val_fraction = 0.1          # Validation share of the training split (single-model training).
+  c.split_seed = 0              # Fixes the test split independently of the training seed.
+  c.train_per_class = 0         # Keep at most this many training images per class (0 = all).
+  c.gray_to_rgb = False         # Repeat a single image channel to match a 3-channel BEiT.
+
+  # Model.
+  c.variant = 'hybrid'          # 'hybrid' (BEiT -> BERT layers) or 'beit' (BEiT alone, the ablation baseline).
+  c.bert_path = ''              # Hub id or local dir; '' = the packaged all-MiniLM-L6-v2.
+  c.bert_layers = 0             # Keep the first k BERT encoder layers (0 = all).
+  c.beit_path = ''              # Hub id or local dir; '' = a fresh BEiT built from `beit` below.
+  c.beit = ml_collections.ConfigDict(dict(
+      image_size=16, patch_size=4, num_channels=1, hidden_size=192, num_hidden_layers=2,
+      num_attention_heads=3, intermediate_size=768, hidden_dropout_prob=0.0,
+      attention_probs_dropout_prob=0.0, drop_path_rate=0.1, use_absolute_position_embeddings=True,
+      use_relative_position_bias=False, use_mean_pooling=True))
+  c.pooling = 'mean'            # 'mean' over all tokens or the 'cls' token.
+  c.bridge_norm = True          # LayerNorm between BEiT's output and BERT's first layer.
+
+  # Optimisation.
+  c.optimizer = 'adam'          # 'sgdm' or 'adam'.
+  c.learning_rate = 1e-4        # Peak LR of pretrained weights; fresh weights get `fresh_lr_multiplier` x this.
+  c.fresh_lr_multiplier = 10.0
+  c.momentum = 0.9              # SGDM only.
+  c.weight_decay = 0.0
+  c.grad_clip = 1.0             # Global-norm clip (0 = off).
+  c.warmup_fraction = 0.1
+  c.decay = 'cosine'
+  c.batch_size = 32
+  c.num_epochs = 10
+  c.label_smoothing = 0.0
+  c.seed = 0
+  c.eval_batch_size = 256
+  return c
+
+
+def _positive(config, key, kind=(int, float)):
+  value = config[key]
+  if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+    raise ConfigError(f'{key} must be a positive number, got {value!r}: set --config.{key}=<value > 0>.')
+
+
+def _choice(config, key, allowed):
+  if config[key] not in allowed:
+    raise ConfigError(f'unknown {key} {config[key]!r}: choose one of {", ".join(allowed)} '
+                      f'(--config.{key}=...).')
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises `ConfigError` for the first bad value, before any data is read or anything compiles."""
+  _choice(config, 'variant', VARIANTS)
+  _choice(config, 'optimizer', OPTIMIZERS)
+  _choice(config, 'pooling', POOLINGS)
+  _choice(config, 'decay', DECAYS)
+  for key in ('learning_rate', 'fresh_lr_multiplier', 'eval_batch_size'):
+    _positive(config, key)
+  for key in ('batch_size', 'num_epochs', 'eval_batch_size'):
+    _positive(config, key, int)
+  for key in ('test_fraction', 'val_fraction'):
+    if not 0 < config[key] < 1:
+      raise ConfigError(f'{key} must lie strictly between 0 and 1, got {config[key]!r}.')
+  for key in ('weight_decay', 'grad_clip', 'warmup_fraction', 'label_smoothing', 'bert_layers',
+              'train_per_class'):
+    if config[key] < 0:
+      raise ConfigError(f'{key} must be >= 0, got {config[key]!r}.')
+  if not 0 <= config.momentum < 1:
+    raise ConfigError(f'momentum must lie in [0, 1), got {config.momentum!r}.')
+  if config.warmup_fraction >= 1:
+    raise ConfigError(f'warmup_fraction must be < 1, got {config.warmup_fraction!r}.')
+  if not config.beit_path:
+    beit = config.beit
+    if beit.image_size % beit.patch_size:
+      raise ConfigError(f'beit.image_size {beit.image_size} is not a multiple of beit.patch_size '
+                        f'{beit.patch_size}.')
+    if beit.hidden_size % beit.num_attention_heads:
+      raise ConfigError(f'beit.hidden_size {beit.hidden_size} is not divisible by beit.num_attention_heads '
+                        f'{beit.num_attention_heads}.')

@@ -1,0 +1,148 @@
+"""Datasets as device-resident arrays, stratified splits, and on-device preprocessing to BEiT's input.
+
+The datasets here are small: every image is staged on the device once as uint8, and batches are gathered by index
+inside the compiled step. `preprocess` turns a gathered batch into BEiT pixels.
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+from sklearn import model_selection
+
+from cmtl_jax import datasets
+from cmtl_jax.errors import ConfigError, MissingPathError
+
+BUILTIN = {'digits': datasets.Digits, 'fashion_mnist': datasets.FashionMnistIdx}
+
+
+@dataclasses.dataclass
+class Dataset:
+  """All images of a dataset and its split into train / validation / held-out test indices.
+
+  Attributes:
+    images: uint8 `[N, H, W, C]`.
+    labels: int32 `[N]`.
+    class_names: one name per class.
+    train, val, test: int32 index arrays into images; disjoint. `test` is never used for training or selection.
+    name: the dataset's name.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  class_names: tuple
+  train: np.ndarray
+  val: np.ndarray
+  test: np.ndarray
+  name: str
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+
+def _read_split(builder, split: str, image_key: str, label_key: str):
+  source = builder.as_data_source(split=split)
+  examples = source.__getitems__(range(len(source)))
+  images = np.stack([np.asarray(e[image_key]) for e in examples])
+  labels = np.asarray([e[label_key] for e in examples], np.int32)
+  if images.ndim == 3:
+    images = images[..., None]
+  if images.dtype != np.uint8:
+    raise ConfigError(f'{builder.name}: images must be uint8, got {images.dtype}.')
+  return images, labels
+
+
+def _builder(name: str, data_dir: str, manual_dir: str):
+  data_dir = os.path.expanduser(data_dir) if data_dir else None
+  if name in BUILTIN:
+    cls = BUILTIN[name]
+    download_config = None
+    if cls is datasets.FashionMnistIdx:
+      manual_dir = manual_dir or datasets.FASHION_MNIST_DIR
+      missing = datasets.missing_fashion_mnist_files(manual_dir)
+      if missing:
+        raise MissingPathError(f'Fashion-MNIST idx files not found in {manual_dir!r} ({", ".join(missing)}): run '
+                               f'`apt-get install dataset-fashion-mnist` or set --config.manual_dir.')
+      download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+    builder = cls(data_dir=data_dir, file_format='array_record')
+    builder.download_and_prepare(download_config=download_config)
+    return builder
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # TFDS raises several types (DatasetNotFoundError, ...) for a bad name.
+    raise ConfigError(f'unknown dataset {name!r}: use digits, fashion_mnist, or the name of a TFDS dataset '
+                      f'prepared as array_record ({e.__class__.__name__}).') from None
+  if not builder.is_prepared():
+    raise ConfigError(f'TFDS dataset {name!r} is not prepared in {builder.data_dir_root!r}: run `tfds build {name} '
+                      f'--file_format=array_record` (or pass --config.data_dir).')
+  return builder
+
+
+def _subsample_per_class(indices, labels, per_class: int, rng):
+  keep = [rng.permutation(indices[labels[indices] == c])[:per_class] for c in np.unique(labels[indices])]
+  return np.sort(np.concatenate(keep))
+
+
+def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str = 'image',
+         label_key: str = 'label', test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0,
+         train_per_class: int = 0) -> Dataset:
+  """Prepares (once) and reads a dataset, then splits it.
+
+  A dataset with a 'test' split keeps it as the held-out test set; otherwise `test_fraction` of the examples are
+  held out, stratified by class, with `split_seed`. `val_fraction` of the remaining training examples form the
+  (stratified) validation set. `train_per_class` > 0 first keeps at most that many images per class of the
+  training pool (train + validation), as a low-data regime.
+  """
+  builder = _builder(name, data_dir, manual_dir)
+  splits = builder.info.splits
+  label_feature = builder.info.features[label_key]
+  class_names = tuple(label_feature.names)
+  images, labels = _read_split(builder, 'train', image_key, label_key)
+  all_train = np.arange(len(labels))
+  if 'test' in splits:
+    test_images, test_labels = _read_split(builder, 'test', image_key, label_key)
+    test = np.arange(len(labels), len(labels) + len(test_labels))
+    images = np.concatenate([images, test_images])
+    labels = np.concatenate([labels, test_labels])
+  else:
+    all_train, test = model_selection.train_test_split(
+        all_train, test_size=test_fraction, stratify=labels, random_state=split_seed)
+  if train_per_class:
+    all_train = _subsample_per_class(all_train, labels, train_per_class, np.random.default_rng(split_seed))
+  train, val = model_selection.train_test_split(
+      all_train, test_size=val_fraction, stratify=labels[all_train], random_state=split_seed)
+  return Dataset(images, labels, class_names, np.sort(train).astype(np.int32), np.sort(val).astype(np.int32),
+                 np.sort(test).astype(np.int32), name)
+
+
+def preprocess(images, image_size: int, num_channels: int):
+  """uint8 `[batch, h, w, c]` -> float32 `[batch, image_size, image_size, num_channels]` in [-1, 1].
+
+  Resizes bilinearly (antialiased when shrinking) and maps [0, 255] to [-1, 1], BEiT's mean 0.5 / std 0.5. The
+  constants are fixed, so no statistic is computed from any split. A single channel is repeated when BEiT wants 3.
+  """
+  x = images.astype(jnp.float32) / 255.0
+  batch, height, width, channels = x.shape
+  if (height, width) != (image_size, image_size):
+    x = jax.image.resize(x, (batch, image_size, image_size, channels), 'bilinear', antialias=True)
+  if channels != num_channels:
+    x = jnp.repeat(x, num_channels, axis=-1)
+  return (x - 0.5) / 0.5
+
+
+def check_channels(dataset: Dataset, num_channels: int, gray_to_rgb: bool) -> None:
+  channels = dataset.images.shape[-1]
+  if channels == num_channels or (gray_to_rgb and channels == 1 and num_channels == 3):
+    return
+  hint = ' or --config.gray_to_rgb=True' if channels == 1 and num_channels == 3 else ''
+  raise ConfigError(f'{dataset.name} images have {channels} channel(s) but BEiT expects {num_channels}: set '
+                    f'--config.beit.num_channels={channels} for a fresh BEiT{hint}.')
+
+
+def stage(dataset: Dataset, device: Optional[jax.Device] = None):
+  """Puts all images (uint8) and labels on the device once: `(images [N, H, W, C], labels [N])`."""
+  return jax.device_put(dataset.images, device), jax.device_put(dataset.labels, device)

@@ -1,0 +1,100 @@
+"""`train_and_evaluate`: one model from a config, end to end (data -> model -> fit -> scores -> files)."""
+
+import json
+import os
+import platform
+import time
+
+import jax
+import numpy as np
+
+from cmtl_jax import classifier
+from cmtl_jax import config as config_lib
+from cmtl_jax import data
+from cmtl_jax import metrics as metrics_lib
+from cmtl_jax import model as model_lib
+from cmtl_jax import optim
+from cmtl_jax import train
+from cmtl_jax.errors import ConfigError
+
+
+def load_dataset(config) -> data.Dataset:
+  """The dataset a config names, split into train / val / held-out test."""
+  return data.load(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir,
+                   image_key=config.image_key, label_key=config.label_key, test_fraction=config.test_fraction,
+                   val_fraction=config.val_fraction, split_seed=config.split_seed,
+                   train_per_class=config.train_per_class)
+
+
+def machine() -> str:
+  device = jax.devices()[0]
+  return f'{platform.node()} {device.platform}:{device.device_kind} x{jax.device_count()} ({os.cpu_count()} CPUs)'
+
+
+def evaluate(model, params, dataset: data.Dataset, split: str = 'test', batch_size: int = 256) -> dict:
+  """Scores on one split of `dataset`: accuracy, macro f1/precision/recall, and per-class numbers."""
+  idx = getattr(dataset, split)
+  evaluate_fn = jax.jit(train.make_evaluate(model, num_classes=dataset.num_classes, batch_size=batch_size))
+  cm = evaluate_fn(params, *data.stage(dataset), jax.numpy.asarray(idx))
+  result = {k: float(v) for k, v in metrics_lib.scores(cm).items()}
+  result['per_class'] = {k: np.asarray(v).tolist() for k, v in metrics_lib.per_class(cm).items()}
+  return result
+
+
+def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
+  """Trains the model `config` describes on its dataset's train split and scores validation and test.
+
+  Writes `<workdir>/metrics.json` and an orbax checkpoint of the final params with the metadata needed to rebuild
+  the classifier (`classifier.Classifier.load(workdir)`), when `workdir` is given. Returns the metrics dict.
+
+  Raises:
+    ConfigError (a ValueError) for any bad input, before anything is compiled.
+  """
+  config_lib.validate(config)
+  start = time.perf_counter()
+  dataset = load_dataset(config)
+  if config.batch_size > len(dataset.train):
+    raise ConfigError(f'batch_size {config.batch_size} is larger than the training split ({len(dataset.train)} '
+                      f'examples): lower --config.batch_size.')
+  rng = jax.random.key(config.seed)
+  init_rng, train_rng = jax.random.split(rng)
+  model, params, pretrained, sources = model_lib.from_config(config, dataset.num_classes, init_rng)
+  data.check_channels(dataset, model.beit_config.num_channels, config.gray_to_rgb)
+  if not sources['beit']['pretrained'] and log:
+    log('note: the image side (BEiT) is not pretrained: it starts from a fresh config.')
+  steps = train.steps_per_epoch(len(dataset.train), config.batch_size)
+  tx = optim.make_optimizer(
+      config.optimizer, config.learning_rate, total_steps=steps * config.num_epochs,
+      warmup_fraction=config.warmup_fraction, decay=config.decay, momentum=config.momentum,
+      weight_decay=config.weight_decay, grad_clip=config.grad_clip,
+      lr_multipliers=optim.lr_multipliers(pretrained, config.fresh_lr_multiplier))
+  images, labels = data.stage(dataset)
+  params, history = train.fit(
+      model, tx, params, images, labels, dataset.train, dataset.val, num_epochs=config.num_epochs,
+      batch_size=config.batch_size, num_classes=dataset.num_classes, rng=train_rng,
+      eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing, log=log)
+  test = evaluate(model, params, dataset, 'test', config.eval_batch_size)
+  final = history[-1]
+  results = {
+      'val_accuracy': final['val_accuracy'], 'val_f1': final['val_f1'],
+      'val_precision': final['val_precision'], 'val_recall': final['val_recall'],
+      'test_accuracy': test['accuracy'], 'test_f1': test['f1'], 'test_precision': test['precision'],
+      'test_recall': test['recall'], 'test_per_class': test['per_class'],
+      'history': history, 'pretrained': sources, 'seconds': time.perf_counter() - start,
+      'machine': machine(), 'dataset': {'name': dataset.name, 'train': len(dataset.train),
+                                        'val': len(dataset.val), 'test': len(dataset.test)},
+      'config': config.to_dict(),
+  }
+  if workdir:
+    os.makedirs(workdir, exist_ok=True)
+    metadata = {'beit_config': model.beit_config.to_dict(),
+                'bert_config': model.bert_config.to_dict() if model.bert_config else None,
+                'class_names': list(dataset.class_names), 'pooling': model.pooling,
+                'bridge_norm': model.bridge_norm, 'pretrained': sources, 'config': config.to_dict()}
+    classifier.save(workdir, params, metadata)
+    with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
+      json.dump(results, f, indent=2)
+  if log:
+    log(f'val_accuracy {results["val_accuracy"]:.4f}  test_accuracy {results["test_accuracy"]:.4f}  '
+        f'in {results["seconds"]:.0f}s')
+  return results

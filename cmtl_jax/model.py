@@ -1,0 +1,145 @@
+"""The hybrid image classifier: BEiT embeddings + encoder -> adapter -> BERT encoder layers -> pool -> head.
+
+`HybridClassifier` composes transformers' own Flax modules, so a checkpoint's parameter subtrees drop in unchanged;
+`load_pretrained` is the one place where they are put into the hybrid's tree.
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from transformers.models.beit import modeling_flax_beit
+from transformers.models.bert import modeling_flax_bert
+
+from cmtl_jax.errors import ConfigError
+
+
+class HybridClassifier(nn.Module):
+  """Image classifier whose middle is a (text-pretrained) BERT encoder.
+
+  Attributes:
+    beit_config: `transformers.BeitConfig` of the image side.
+    bert_config: `transformers.BertConfig` of the text side, or None for the BEiT-only baseline.
+    num_classes: number of output logits.
+    pooling: 'mean' over all tokens, or the 'cls' token.
+    bridge_norm: LayerNorm between BEiT and BERT (BERT's post-LN layers expect normalised input).
+    dtype: computation dtype.
+  """
+  beit_config: Any
+  bert_config: Optional[Any]
+  num_classes: int
+  pooling: str = 'mean'
+  bridge_norm: bool = True
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    beit = self.beit_config
+    self.beit_embeddings = modeling_flax_beit.FlaxBeitEmbeddings(beit, dtype=self.dtype)
+    patch_grid = (beit.image_size // beit.patch_size,) * 2
+    self.beit_encoder = modeling_flax_beit.FlaxBeitEncoder(beit, window_size=patch_grid, dtype=self.dtype)
+    if self.bert_config is not None:
+      if beit.hidden_size != self.bert_config.hidden_size:
+        self.adapter = nn.Dense(self.bert_config.hidden_size, dtype=self.dtype,
+                                kernel_init=nn.initializers.normal(self.bert_config.initializer_range))
+      if self.bridge_norm:
+        self.adapter_norm = nn.LayerNorm(epsilon=self.bert_config.layer_norm_eps, dtype=self.dtype)
+      self.bert_encoder = modeling_flax_bert.FlaxBertEncoder(self.bert_config, dtype=self.dtype)
+    self.pool_norm = nn.LayerNorm(dtype=self.dtype)
+    self.head = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=nn.initializers.zeros)
+
+  def encode_image(self, pixels, train: bool = False):
+    """BEiT tokens `[batch, 1 + patches, beit_width]` from pixels `[batch, H, W, C]` (normalised, BEiT size)."""
+    tokens = self.beit_embeddings(pixels, deterministic=not train)
+    return self.beit_encoder(tokens, deterministic=not train).last_hidden_state
+
+  def bridge(self, tokens):
+    """Maps BEiT tokens to BERT's width and normalises them as BERT's embedding layer would."""
+    if self.beit_config.hidden_size != self.bert_config.hidden_size:
+      tokens = self.adapter(tokens)
+    if self.bridge_norm:
+      tokens = self.adapter_norm(tokens)
+    return tokens
+
+  def encode_text_layers(self, hidden, train: bool = False):
+    """Runs BERT's encoder layers on `[batch, tokens, bert_width]`; every token is attended to."""
+    mask = jnp.ones(hidden.shape[:2], jnp.int32)
+    return self.bert_encoder(hidden, mask, None, deterministic=not train).last_hidden_state
+
+  def __call__(self, pixels, train: bool = False):
+    """Logits `[batch, num_classes]` (float32) from pixels `[batch, H, W, C]`."""
+    tokens = self.encode_image(pixels, train)
+    if self.bert_config is not None:
+      tokens = self.encode_text_layers(self.bridge(tokens), train)
+    pooled = tokens.mean(axis=1) if self.pooling == 'mean' else tokens[:, 0]
+    return self.head(self.pool_norm(pooled)).astype(jnp.float32)
+
+
+def build(beit_config, bert_config, num_classes: int, pooling: str = 'mean', bridge_norm: bool = True,
+          dtype=jnp.float32) -> HybridClassifier:
+  """The hybrid, or the BEiT-only baseline when `bert_config` is None."""
+  return HybridClassifier(beit_config, bert_config, num_classes, pooling, bridge_norm, dtype)
+
+
+def init_params(model: HybridClassifier, rng) -> dict:
+  """Random parameters of `model` (one image of BEiT's size and channels traces the shapes)."""
+  beit = model.beit_config
+  pixels = jnp.zeros((1, beit.image_size, beit.image_size, beit.num_channels), jnp.float32)
+  return jax.jit(model.init)(rng, pixels)['params']
+
+
+def _placements(bert_params, beit_params, has_bridge_norm):
+  """(hybrid subtree, checkpoint subtree) pairs: the whole map from checkpoints into the hybrid."""
+  pairs = []
+  if beit_params is not None:
+    pairs += [('beit_embeddings', beit_params['embeddings']), ('beit_encoder', beit_params['encoder'])]
+  if bert_params is not None:
+    pairs.append(('bert_encoder', bert_params['encoder']))
+    if has_bridge_norm:  # Start the bridge as BERT's own embedding LayerNorm: the statistics its layers expect.
+      pairs.append(('adapter_norm', bert_params['embeddings']['LayerNorm']))
+  return pairs
+
+
+def load_pretrained(params: dict, bert_params: Optional[dict], beit_params: Optional[dict]):
+  """Puts checkpoint weights into the hybrid's parameter tree.
+
+  Args:
+    params: the hybrid's (random) parameters from `init_params`.
+    bert_params / beit_params: transformers base-model parameter trees, or None for a side that stays fresh.
+
+  Returns:
+    (params, pretrained): the new tree, and a tree of the same structure with True on every leaf that came from a
+    checkpoint (the optimiser gives fresh leaves a larger learning rate).
+  """
+  params = dict(params)
+  pretrained = jax.tree.map(lambda _: False, params)
+  for name, loaded in _placements(bert_params, beit_params, 'adapter_norm' in params):
+    if name not in params:
+      continue  # e.g. BERT weights with the BEiT-only variant.
+    want = jax.tree.map(np.shape, params[name])
+    got = jax.tree.map(np.shape, loaded)
+    if want != got:
+      raise ConfigError(f'checkpoint weights for {name} do not fit the hybrid: expected shapes {want}, got {got}.')
+    params[name] = jax.tree.map(jnp.asarray, loaded)
+    pretrained[name] = jax.tree.map(lambda _: True, loaded)
+  return params, pretrained
+
+
+def from_config(config, num_classes: int, rng):
+  """Builds the classifier a config describes and fills it with its pretrained weights.
+
+  Returns:
+    (model, params, pretrained, sources): the module, its parameters, the tree of which leaves came from a
+    checkpoint, and `{'bert': {...}, 'beit': {...}}` saying which sides were pretrained and from where.
+  """
+  from cmtl_jax import backbones  # pylint: disable=g-import-not-at-top
+  beit = backbones.load_beit(config.beit_path, fresh=config.beit.to_dict())
+  bert = None
+  if config.variant != 'beit':
+    bert = backbones.load_bert(config.bert_path, config.bert_layers)
+  model = build(beit.config, bert.config if bert else None, num_classes, config.pooling, config.bridge_norm)
+  params = init_params(model, rng)
+  params, pretrained = load_pretrained(params, bert.params if bert else None, beit.params)
+  sources = {'beit': beit.describe(), 'bert': bert.describe() if bert else None}
+  return model, params, pretrained, sources

@@ -1,0 +1,140 @@
+"""Pure training and evaluation steps, and `fit`, the loop that trains one model.
+
+The step factories close over only static things (the module, the optimiser, shapes); everything that changes is an
+argument, so the same functions are `jax.vmap`-ed over stacked models by the grid engine. Index arrays may be
+padded with -1: padded entries are never trained on or scored.
+"""
+
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from cmtl_jax import data
+from cmtl_jax import metrics as metrics_lib
+
+
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+  """Mean softmax cross-entropy; logits `[batch, classes]`, integer labels `[batch]`."""
+  targets = jax.nn.one_hot(labels, logits.shape[-1])
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets).mean()
+
+
+def init_state(params, tx) -> dict:
+  """The train state: `{'params': ..., 'opt': ...}`."""
+  return {'params': params, 'opt': tx.init(params)}
+
+
+def steps_per_epoch(num_train: int, batch_size: int) -> int:
+  """Full batches per epoch (the last partial batch is dropped; every epoch sees a new random order)."""
+  return num_train // batch_size
+
+
+def epoch_order(rng, train_idx, steps: int, batch_size: int):
+  """A random order of the valid (>= 0) entries of `train_idx`, cut into `[steps, batch_size]` batches."""
+  keys = jax.random.uniform(rng, train_idx.shape)
+  keys = jnp.where(train_idx >= 0, keys, 2.0)  # Padding sorts last and falls off the end.
+  return train_idx[jnp.argsort(keys)][:steps * batch_size].reshape(steps, batch_size)
+
+
+def make_train_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing: float = 0.0) -> Callable:
+  """Returns `train_epoch(state, rng, images, labels, train_idx) -> (state, mean_loss)`.
+
+  Args of the returned function:
+    state: `{'params', 'opt'}` (donate it when jitting).
+    rng: PRNG key of this epoch (shuffling, dropout, drop-path).
+    images: uint8 `[N, H, W, C]`, all images on the device; labels: int32 `[N]`.
+    train_idx: int32 `[n]` indices of the training examples, -1 = padding; n >= steps * batch_size valid ones.
+  """
+  beit = model.beit_config
+
+  def loss_fn(params, pixels, labels, rng):
+    dropout_rng, droppath_rng = jax.random.split(rng)
+    logits = model.apply({'params': params}, pixels, train=True,
+                         rngs={'dropout': dropout_rng, 'droppath': droppath_rng})
+    return cross_entropy(logits, labels, label_smoothing)
+
+  def train_step(state, batch, images, labels):
+    idx, rng = batch
+    pixels = data.preprocess(images[idx], beit.image_size, beit.num_channels)
+    loss, grads = jax.value_and_grad(loss_fn)(state['params'], pixels, labels[idx], rng)
+    updates, opt = tx.update(grads, state['opt'], state['params'])
+    return {'params': optax.apply_updates(state['params'], updates), 'opt': opt}, loss
+
+  def train_epoch(state, rng, images, labels, train_idx):
+    order_rng, step_rng = jax.random.split(rng)
+    order = epoch_order(order_rng, train_idx, steps, batch_size)
+    step_rngs = jax.random.split(step_rng, steps)
+    state, losses = jax.lax.scan(lambda s, b: train_step(s, b, images, labels), state, (order, step_rngs))
+    return state, losses.mean()
+
+  return train_epoch
+
+
+def make_predict(model, *, batch_size: int) -> Callable:
+  """Returns `predict(params, images, idx) -> (predictions [n], valid [n])` for entries of `idx` (-1 = padding)."""
+  beit = model.beit_config
+
+  def predict(params, images, idx):
+    pad = -idx.shape[0] % batch_size
+    batches = jnp.pad(idx, (0, pad), constant_values=-1).reshape(-1, batch_size)
+
+    def one_batch(batch):
+      pixels = data.preprocess(images[jnp.maximum(batch, 0)], beit.image_size, beit.num_channels)
+      return jnp.argmax(model.apply({'params': params}, pixels, train=False), axis=-1)
+
+    predictions = jax.lax.map(one_batch, batches).reshape(-1)[:idx.shape[0]]
+    return predictions, idx >= 0
+
+  return predict
+
+
+def make_evaluate(model, *, num_classes: int, batch_size: int) -> Callable:
+  """Returns `evaluate(params, images, labels, idx) -> confusion matrix [classes, classes]` over valid `idx`."""
+  predict = make_predict(model, batch_size=batch_size)
+
+  def evaluate(params, images, labels, idx):
+    predictions, valid = predict(params, images, idx)
+    return metrics_lib.confusion_matrix(labels[jnp.maximum(idx, 0)], predictions, num_classes, valid)
+
+  return evaluate
+
+
+def _eta(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f'{seconds // 60}m{seconds % 60:02d}s'
+
+
+def fit(model, tx, params, images, labels, train_idx, val_idx, *, num_epochs: int, batch_size: int,
+        num_classes: int, rng, eval_batch_size: int = 256, label_smoothing: float = 0.0,
+        log: Optional[Callable[[str], None]] = print):
+  """Trains one model for `num_epochs`, scoring the validation indices after each epoch.
+
+  Returns:
+    (params, history): final parameters, and one dict per epoch with `epoch`, `loss`, `seconds` and the
+    validation `accuracy`, `f1`, `precision`, `recall`.
+  """
+  steps = steps_per_epoch(int(np.sum(np.asarray(train_idx) >= 0)), batch_size)
+  train_epoch = jax.jit(make_train_epoch(model, tx, batch_size=batch_size, steps=steps,
+                                         label_smoothing=label_smoothing), donate_argnums=0)
+  evaluate = jax.jit(make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size))
+  train_idx, val_idx = jnp.asarray(train_idx), jnp.asarray(val_idx)
+  state = init_state(params, tx)
+  history = []
+  start = time.perf_counter()
+  for epoch in range(1, num_epochs + 1):
+    state, loss = train_epoch(state, jax.random.fold_in(rng, epoch), images, labels, train_idx)
+    scores = metrics_lib.scores(evaluate(state['params'], images, labels, val_idx))
+    elapsed = time.perf_counter() - start
+    record = {'epoch': epoch, 'loss': float(loss), 'seconds': elapsed,
+              **{f'val_{k}': float(v) for k, v in scores.items()}}
+    history.append(record)
+    if log:
+      log(f'epoch {epoch}/{num_epochs}  loss {record["loss"]:.4f}  val_acc {record["val_accuracy"]:.4f}  '
+          f'val_f1 {record["val_f1"]:.4f}  {_eta(elapsed)} elapsed  ETA {_eta(elapsed / epoch * (num_epochs - epoch))}')
+  return state['params'], history

@@ -87,6 +87,14 @@ def _subsample_per_class(indices, labels, per_class: int, rng):
   return np.sort(np.concatenate(keep))
 
 
+def _stratified_split(indices, labels, fraction: float, seed: int, key: str):
+  try:
+    return model_selection.train_test_split(indices, test_size=fraction, stratify=labels[indices],
+                                            random_state=seed)
+  except ValueError as e:  # Too few examples for every class to appear on both sides.
+    raise ConfigError(f'cannot split {len(indices)} examples stratified with {key}={fraction}: {e}') from None
+
+
 def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str = 'image',
          label_key: str = 'label', test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0,
          train_per_class: int = 0) -> Dataset:
@@ -109,12 +117,10 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
     images = np.concatenate([images, test_images])
     labels = np.concatenate([labels, test_labels])
   else:
-    all_train, test = model_selection.train_test_split(
-        all_train, test_size=test_fraction, stratify=labels, random_state=split_seed)
+    all_train, test = _stratified_split(all_train, labels, test_fraction, split_seed, 'test_fraction')
   if train_per_class:
     all_train = _subsample_per_class(all_train, labels, train_per_class, np.random.default_rng(split_seed))
-  train, val = model_selection.train_test_split(
-      all_train, test_size=val_fraction, stratify=labels[all_train], random_state=split_seed)
+  train, val = _stratified_split(all_train, labels, val_fraction, split_seed, 'val_fraction')
   return Dataset(images, labels, class_names, np.sort(train).astype(np.int32), np.sort(val).astype(np.int32),
                  np.sort(test).astype(np.int32), name)
 

@@ -1,0 +1,44 @@
+"""Shared fixtures: a private TFDS data dir, the packaged MiniLM loaded once, and tiny configs."""
+
+import copy
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+from cmtl_jax import backbones  # pylint: disable=g-import-not-at-top
+from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+
+TINY_BEIT = dict(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
+                 num_attention_heads=2, intermediate_size=64, hidden_dropout_prob=0.0,
+                 attention_probs_dropout_prob=0.0, drop_path_rate=0.1, use_absolute_position_embeddings=True,
+                 use_relative_position_bias=False, use_mean_pooling=True)
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory):
+  return str(tmp_path_factory.mktemp('tfds'))
+
+
+@pytest.fixture(scope='session')
+def _minilm():
+  return backbones.load_bert('')
+
+
+@pytest.fixture
+def minilm(_minilm):
+  """The packaged all-MiniLM-L6-v2 (all 6 layers); a copy, so tests may modify it."""
+  return copy.deepcopy(_minilm)
+
+
+@pytest.fixture
+def tiny_config(data_dir):
+  """Digits, a 1-layer 32-wide BEiT at 8x8 and the first MiniLM layer: trains in seconds."""
+  c = config_lib.base_config()
+  c.data_dir = data_dir
+  c.beit.update(TINY_BEIT)
+  c.bert_layers = 1
+  c.num_epochs = 1
+  c.batch_size = 64
+  return c

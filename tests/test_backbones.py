@@ -1,0 +1,83 @@
+"""Weights loaded through cmtl_jax compute what transformers computes with the same weights."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import transformers
+
+from cmtl_jax import backbones
+from cmtl_jax import model as model_lib
+from cmtl_jax.errors import ConfigError, MissingPathError
+from tests.conftest import TINY_BEIT
+
+
+def _hybrid_with(bert, beit, num_classes=10):
+  model = model_lib.build(beit.config, bert.config if bert else None, num_classes)
+  params = model_lib.init_params(model, jax.random.key(0))
+  params, pretrained = model_lib.load_pretrained(params, bert.params if bert else None, beit.params)
+  return model, params, pretrained
+
+
+@pytest.mark.parametrize('num_layers', [0, 2])
+def test_minilm_encoder_matches_transformers(minilm, num_layers):
+  reference = transformers.FlaxBertModel.from_pretrained(backbones.packaged_bert_path(), from_pt=True)
+  bert = minilm
+  if num_layers:
+    bert = backbones.load_bert('', num_layers)
+  model, params, _ = _hybrid_with(bert, backbones.load_beit('', TINY_BEIT))
+  ids = jax.random.randint(jax.random.key(1), (3, 9), 1000, 5000)
+  out = reference(ids, output_hidden_states=True)
+  embedded = out.hidden_states[0]
+  ours = model.apply({'params': params}, embedded, method=model_lib.HybridClassifier.encode_text_layers)
+  want = out.hidden_states[num_layers or 6]
+  assert ours.shape == want.shape
+  assert float(jnp.max(jnp.abs(ours - want))) < 1e-5
+  assert bert.source == f'packaged:{backbones.PACKAGED_BERT}'
+
+
+def test_beit_save_pretrained_round_trip(tmp_path):
+  config = transformers.BeitConfig(**TINY_BEIT)
+  saved = transformers.FlaxBeitModel(config, seed=3)
+  saved.save_pretrained(tmp_path)
+  beit = backbones.load_beit(str(tmp_path))
+  assert beit.pretrained and beit.source == f'local:{tmp_path}'
+  model, params, pretrained = _hybrid_with(None, beit)
+  assert all(jax.tree.leaves(pretrained['beit_encoder'])) and not any(jax.tree.leaves(pretrained['head']))
+  pixels = jax.random.normal(jax.random.key(2), (2, 8, 8, 1))
+  ours = model.apply({'params': params}, pixels, method=model_lib.HybridClassifier.encode_image)
+  want = saved(jnp.transpose(pixels, (0, 3, 1, 2)), output_hidden_states=True).hidden_states[-1]
+  np.testing.assert_array_equal(np.asarray(ours), np.asarray(want))
+
+
+def test_fresh_beit_is_reported_as_not_pretrained():
+  beit = backbones.load_beit('', TINY_BEIT)
+  assert not beit.pretrained and beit.describe() == {'pretrained': False, 'source': 'fresh'}
+
+
+def test_beit_directory_given_as_bert_is_refused(tmp_path):
+  transformers.FlaxBeitModel(transformers.BeitConfig(**TINY_BEIT)).save_pretrained(tmp_path)
+  with pytest.raises(ConfigError, match="holds a 'beit' model, not 'bert'"):
+    backbones.load_bert(str(tmp_path))
+
+
+def test_missing_weights_path_is_refused():
+  with pytest.raises(MissingPathError, match='does not exist'):
+    backbones.load_beit('/no/such/beit')
+  with pytest.raises(FileNotFoundError):
+    backbones.load_bert('./no/such/bert')
+
+
+def test_too_many_bert_layers_is_refused():
+  with pytest.raises(ConfigError, match='has only 6 layers'):
+    backbones.load_bert('', num_layers=7)
+
+
+def test_load_pretrained_rejects_wrong_shapes(minilm):
+  beit = backbones.load_beit('', TINY_BEIT)
+  model = model_lib.build(beit.config, minilm.config, 10)
+  params = model_lib.init_params(model, jax.random.key(0))
+  broken = jax.tree.map(lambda x: x, minilm.params)
+  broken['encoder']['layer']['0']['attention']['self']['query']['kernel'] = jnp.zeros((384, 12))
+  with pytest.raises(ConfigError, match='do not fit'):
+    model_lib.load_pretrained(params, broken, None)

@@ -56,6 +56,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
   c.seed = 0
   c.eval_batch_size = 256
+
+  # Grid search (experiments.grid_search): lists of values per config key, searched with `cv`-fold CV.
+  c.grid = ml_collections.ConfigDict()
+  c.cv = 5
+  c.refit = 'accuracy'          # Metric that picks the best cell (and refits it on all training data).
+  c.score_epoch = 'last'        # A fit's score: its 'last' epoch, or its 'best' epoch of the refit metric.
+  c.models_per_program = 0      # Models stacked in one compiled program (0 = as many as memory allows).
   return c
 
 

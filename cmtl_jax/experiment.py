@@ -11,9 +11,11 @@ import numpy as np
 from cmtl_jax import classifier
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
+from cmtl_jax import grid as grid_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
+from cmtl_jax import report
 from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 
@@ -56,8 +58,7 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   if config.batch_size > len(dataset.train):
     raise ConfigError(f'batch_size {config.batch_size} is larger than the training split ({len(dataset.train)} '
                       f'examples): lower --config.batch_size.')
-  rng = jax.random.key(config.seed)
-  init_rng, train_rng = jax.random.split(rng)
+  init_rng, train_rng = train.model_rngs(config.seed)
   model, params, pretrained, sources = model_lib.from_config(config, dataset.num_classes, init_rng)
   data.check_channels(dataset, model.beit_config.num_channels, config.gray_to_rgb)
   if not sources['beit']['pretrained'] and log:
@@ -98,3 +99,25 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
     log(f'val_accuracy {results["val_accuracy"]:.4f}  test_accuracy {results["test_accuracy"]:.4f}  '
         f'in {results["seconds"]:.0f}s')
   return results
+
+
+def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid_lib.GridSearchCV:
+  """Runs the grid `config.grid` describes (resuming finished groups in `workdir`), refits the best cell, and
+  writes cv_results.json / .csv, one heatmap per optimiser and summary.md into `workdir`."""
+  param_grid = {k: list(v) for k, v in config.grid.to_dict().items()}
+  start = time.perf_counter()
+  search = grid_lib.GridSearchCV(config, param_grid, cv=config.cv, refit=config.refit,
+                                 score_epoch=config.score_epoch, models_per_program=config.models_per_program,
+                                 log=log)
+  search.fit(workdir=workdir)
+  seconds = time.perf_counter() - start
+  if workdir:
+    report.write_cv_results(workdir, search.cv_results_)
+    optimizers = sorted({p.get('optimizer', config.optimizer) for p in search.cv_results_['params']})
+    for optimizer in optimizers:
+      report.heatmap(os.path.join(workdir, f'heatmap_{optimizer}.png'), search.cv_results_, optimizer)
+    report.write_summary(os.path.join(workdir, 'summary.md'), search, machine(), seconds, command)
+  if log:
+    log(f'best cell {search.best_params_}: mean CV {config.refit} {search.best_score_:.4f}; '
+        f'test accuracy of the refit model {search.test_scores_["accuracy"]:.4f}; {seconds:.0f}s')
+  return search

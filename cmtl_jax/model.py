@@ -84,9 +84,15 @@ def build(beit_config, bert_config, num_classes: int, pooling: str = 'mean', bri
 
 def init_params(model: HybridClassifier, rng) -> dict:
   """Random parameters of `model` (one image of BEiT's size and channels traces the shapes)."""
+  return jax.tree.map(lambda x: x[0], init_stacked(model, rng[None]))
+
+
+def init_stacked(model: HybridClassifier, rngs) -> dict:
+  """Random parameters of `len(rngs)` models at once, leaves `[models, ...]`; model i equals
+  `init_params(model, rngs[i])`."""
   beit = model.beit_config
   pixels = jnp.zeros((1, beit.image_size, beit.image_size, beit.num_channels), jnp.float32)
-  return jax.jit(model.init)(rng, pixels)['params']
+  return jax.jit(jax.vmap(lambda rng: model.init(rng, pixels)['params']))(rngs)
 
 
 def _placements(bert_params, beit_params, has_bridge_norm):
@@ -124,6 +130,13 @@ def load_pretrained(params: dict, bert_params: Optional[dict], beit_params: Opti
     params[name] = jax.tree.map(jnp.asarray, loaded)
     pretrained[name] = jax.tree.map(lambda _: True, loaded)
   return params, pretrained
+
+
+def with_pretrained(params, loaded, pretrained):
+  """Stacked `params` (leaves `[models, ...]`) with every pretrained leaf taken from `loaded` (one model's tree,
+  as `load_pretrained` returns it), broadcast over the models; the random leaves stay each model's own."""
+  return jax.tree.map(lambda fresh, ckpt, is_ckpt: jnp.broadcast_to(ckpt, fresh.shape) if is_ckpt else fresh,
+                      params, loaded, pretrained)
 
 
 def from_config(config, num_classes: int, rng):

@@ -26,8 +26,15 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
 
 
 def init_state(params, tx) -> dict:
-  """The train state: `{'params': ..., 'opt': ...}`."""
+  """The train state `{'params': ..., 'opt': ...}`; params are copied, so donating the state to a step never
+  deletes the caller's arrays (e.g. pretrained weights shared by several models)."""
+  params = jax.tree.map(jnp.array, params)
   return {'params': params, 'opt': tx.init(params)}
+
+
+def model_rngs(seed: int, stream: int = 0):
+  """(init_rng, train_rng) of model number `stream` of a run (the CV fold in a grid; 0 for a single run)."""
+  return tuple(jax.random.split(jax.random.fold_in(jax.random.key(seed), stream)))
 
 
 def steps_per_epoch(num_train: int, batch_size: int) -> int:
@@ -112,29 +119,31 @@ def _eta(seconds: float) -> str:
 
 def fit(model, tx, params, images, labels, train_idx, val_idx, *, num_epochs: int, batch_size: int,
         num_classes: int, rng, eval_batch_size: int = 256, label_smoothing: float = 0.0,
-        log: Optional[Callable[[str], None]] = print):
+        steps: Optional[int] = None, log: Optional[Callable[[str], None]] = print):
   """Trains one model for `num_epochs`, scoring the validation indices after each epoch.
 
   Returns:
     (params, history): final parameters, and one dict per epoch with `epoch`, `loss`, `seconds` and the
     validation `accuracy`, `f1`, `precision`, `recall`.
   """
-  steps = steps_per_epoch(int(np.sum(np.asarray(train_idx) >= 0)), batch_size)
+  steps = steps or steps_per_epoch(int(np.sum(np.asarray(train_idx) >= 0)), batch_size)
   train_epoch = jax.jit(make_train_epoch(model, tx, batch_size=batch_size, steps=steps,
                                          label_smoothing=label_smoothing), donate_argnums=0)
   evaluate = jax.jit(make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size))
-  train_idx, val_idx = jnp.asarray(train_idx), jnp.asarray(val_idx)
+  train_idx = jnp.asarray(train_idx)
   state = init_state(params, tx)
   history = []
   start = time.perf_counter()
   for epoch in range(1, num_epochs + 1):
     state, loss = train_epoch(state, jax.random.fold_in(rng, epoch), images, labels, train_idx)
-    scores = metrics_lib.scores(evaluate(state['params'], images, labels, val_idx))
-    elapsed = time.perf_counter() - start
-    record = {'epoch': epoch, 'loss': float(loss), 'seconds': elapsed,
-              **{f'val_{k}': float(v) for k, v in scores.items()}}
+    record = {'epoch': epoch, 'loss': float(loss)}
+    line = f'epoch {epoch}/{num_epochs}  loss {record["loss"]:.4f}'
+    if val_idx is not None:
+      scores = metrics_lib.scores(evaluate(state['params'], images, labels, jnp.asarray(val_idx)))
+      record.update({f'val_{k}': float(v) for k, v in scores.items()})
+      line += f'  val_acc {record["val_accuracy"]:.4f}  val_f1 {record["val_f1"]:.4f}'
+    record['seconds'] = elapsed = time.perf_counter() - start
     history.append(record)
     if log:
-      log(f'epoch {epoch}/{num_epochs}  loss {record["loss"]:.4f}  val_acc {record["val_accuracy"]:.4f}  '
-          f'val_f1 {record["val_f1"]:.4f}  {_eta(elapsed)} elapsed  ETA {_eta(elapsed / epoch * (num_epochs - epoch))}')
+      log(f'{line}  {_eta(elapsed)} elapsed  ETA {_eta(elapsed / epoch * (num_epochs - epoch))}')
   return state['params'], history

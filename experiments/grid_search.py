@@ -1,0 +1,32 @@
+"""GridSearchCV over the config's `grid` with stratified K-fold CV; resumable in --workdir.
+
+  python -m experiments.grid_search --config=experiments/configs/digits_grid.py --workdir=/tmp/cmtl_grid
+
+Writes cv_results.json, cv_results.csv, heatmap_<optimizer>.png and summary.md into --workdir. Rerunning the same
+command skips finished groups; a different config in an existing workdir is refused.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from cmtl_jax import experiment
+from experiments import cli
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'experiments/configs/digits_grid.py', 'Config file.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints of finished groups and outputs.',
+                               required=True)
+
+
+def main(argv):
+  del argv
+  with cli.one_line_errors():
+    experiment.grid_search(_CONFIG.value, _WORKDIR.value, command='python -m experiments.grid_search ' +
+                           ' '.join(sys.argv[1:]))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -63,6 +63,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.refit = 'accuracy'          # Metric that picks the best cell (and refits it on all training data).
   c.score_epoch = 'last'        # A fit's score: its 'last' epoch, or its 'best' epoch of the refit metric.
   c.models_per_program = 0      # Models stacked in one compiled program (0 = as many as memory allows).
+  c.vmap_width = -1             # Models of a program vectorised together (0 = all; -1 = all on GPU/TPU, 1 on CPU).
   return c
 
 

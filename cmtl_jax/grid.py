@@ -7,6 +7,7 @@ so a rerun of the same command skips them.
 """
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -120,10 +121,17 @@ def auto_models_per_program(per_model_bytes: int, fraction: float = 0.5) -> int:
   return max(1, int(fraction * total // (4 * per_model_bytes)))
 
 
+def resolve_vmap_width(vmap_width: int) -> int:
+  """-1 (auto): vectorise all models on GPU/TPU (0), loop over single models on CPU (1)."""
+  if vmap_width >= 0:
+    return vmap_width
+  return 1 if jax.default_backend() == 'cpu' else 0
+
+
 def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, val_idx, rngs, *,
                 num_epochs: int, batch_size: int, num_classes: int, eval_batch_size: int = 256,
-                label_smoothing: float = 0.0, on_epoch: Optional[Callable] = None):
-  """Trains M models at once; the vmapped twin of `train.fit`.
+                label_smoothing: float = 0.0, vmap_width: int = 0, on_epoch: Optional[Callable] = None):
+  """Trains M models at once in one compiled program; the stacked twin of `train.fit`.
 
   Args:
     params: stacked parameters, leaves `[M, ...]`.
@@ -131,6 +139,9 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
     images, labels: the whole dataset on the device (`[N, H, W, C]` uint8, `[N]` int32), shared by all models.
     train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model indices, -1 = padding.
     rngs: `[M]` PRNG keys, one stream per model (epoch e uses `fold_in(rng, e)`, as `train.fit` does).
+    vmap_width: models vectorised together with `jax.vmap` (0 = all M); with 0 < k < M the program loops
+      (`lax.map`) over chunks of k. Accelerators want 0; a compute-bound CPU gains nothing from vectorising
+      models (BUILD_NOTES.md, "Stacked vs loop").
     on_epoch: called with the epoch number after each epoch.
 
   Returns:
@@ -139,12 +150,19 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
     epoch includes compilation).
   """
   steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
-  train_epoch = jax.vmap(train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps,
-                                                label_smoothing=label_smoothing), in_axes=(0, 0, None, None, 0))
-  train_epoch = jax.jit(train_epoch, donate_argnums=0)
+  one_epoch = train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
   evaluate = train.make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size)
-  score = jax.jit(jax.vmap(lambda p, idx, im, lb: metrics_lib.scores(evaluate(p, im, lb, idx)),
-                           in_axes=(0, 0, None, None)))
+
+  @functools.partial(jax.jit, donate_argnums=0)
+  def train_epoch(state, rngs, images, labels, train_idx):
+    return jax.lax.map(lambda m: one_epoch(m[0], m[1], images, labels, m[2]), (state, rngs, train_idx),
+                       batch_size=vmap_width)
+
+  @jax.jit
+  def score(params, val_idx, images, labels):
+    return jax.lax.map(lambda m: metrics_lib.scores(evaluate(m[0], images, labels, m[1])), (params, val_idx),
+                       batch_size=vmap_width)
+
   state = jax.vmap(lambda p: train.init_state(p, tx))(params)
   state['opt'] = state['opt']._replace(
       hyperparams={**state['opt'].hyperparams, 'learning_rate': jnp.asarray(learning_rates, jnp.float32)})
@@ -276,7 +294,7 @@ class GridSearchCV:
           train_idx[[k for _, k in part]], val_idx[[k for _, k in part]], rngs,
           num_epochs=config.num_epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
           eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing,
-          on_epoch=lambda e: progress(group, len(part)))
+          vmap_width=resolve_vmap_width(config.vmap_width), on_epoch=lambda e: progress(group, len(part)))
       seconds += time.perf_counter() - began
       histories.append(history)
     history = {k: np.concatenate([h[k] for h in histories]) for k in histories[0]}

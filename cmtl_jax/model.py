@@ -16,6 +16,64 @@ from transformers.models.bert import modeling_flax_bert
 from cmtl_jax.errors import ConfigError
 
 
+class PatchProjection(nn.Module):
+  """BEiT's patch embedding as reshape-to-patches + one matmul, with the parameters of transformers'
+  `nn.Conv(kernel=stride=patch)` (`kernel [p, p, C, D]`, `bias [D]`), so checkpoints load unchanged.
+
+  Same maths as the strided convolution; under `jax.vmap` over models a convolution with batched weights becomes
+  a grouped convolution, which XLA runs far slower on CPU than this batched matmul.
+  """
+  features: int
+  patch_size: int
+  initializer_range: float
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, pixels):
+    batch, height, width, channels = pixels.shape
+    p = self.patch_size
+    kernel = self.param('kernel', nn.initializers.normal(self.initializer_range), (p, p, channels, self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    patches = pixels.reshape(batch, height // p, p, width // p, p, channels).transpose(0, 1, 3, 2, 4, 5)
+    patches = patches.reshape(batch, (height // p) * (width // p), p * p * channels).astype(self.dtype)
+    return patches @ kernel.reshape(p * p * channels, self.features).astype(self.dtype) + bias.astype(self.dtype)
+
+
+class PatchEmbeddings(nn.Module):
+  """Holds `projection`, as transformers' `FlaxBeitPatchEmbeddings` does: `[B, H, W, C] -> [B, patches, D]`."""
+  config: Any
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, pixels):
+    if pixels.shape[-1] != self.config.num_channels:
+      raise ConfigError(f'pixels have {pixels.shape[-1]} channels but BEiT expects {self.config.num_channels}.')
+    return PatchProjection(self.config.hidden_size, self.config.patch_size, self.config.initializer_range,
+                           self.dtype, name='projection')(pixels)
+
+
+class BeitEmbeddings(nn.Module):
+  """transformers' `FlaxBeitEmbeddings` (same parameter tree) with the patch convolution as `PatchProjection`."""
+  config: Any
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, pixels, deterministic: bool = True):
+    config = self.config
+    cls_token = self.param('cls_token', nn.initializers.zeros, (1, 1, config.hidden_size))
+    if config.use_mask_token:  # Unused for classification; declared so pretraining checkpoints load.
+      self.param('mask_token', nn.initializers.zeros, (1, 1, config.hidden_size))
+    embeddings = PatchEmbeddings(config, self.dtype, name='patch_embeddings')(pixels)
+    batch = embeddings.shape[0]
+    cls = jnp.broadcast_to(cls_token, (batch, 1, config.hidden_size)).astype(embeddings.dtype)
+    embeddings = jnp.concatenate([cls, embeddings], axis=1)
+    if config.use_absolute_position_embeddings:
+      position = self.param('position_embeddings', nn.initializers.zeros,
+                            (1, embeddings.shape[1], config.hidden_size))
+      embeddings = embeddings + position.astype(embeddings.dtype)
+    return nn.Dropout(config.hidden_dropout_prob)(embeddings, deterministic=deterministic)
+
+
 class HybridClassifier(nn.Module):
   """Image classifier whose middle is a (text-pretrained) BERT encoder.
 
@@ -36,7 +94,7 @@ class HybridClassifier(nn.Module):
 
   def setup(self):
     beit = self.beit_config
-    self.beit_embeddings = modeling_flax_beit.FlaxBeitEmbeddings(beit, dtype=self.dtype)
+    self.beit_embeddings = BeitEmbeddings(beit, dtype=self.dtype)
     patch_grid = (beit.image_size // beit.patch_size,) * 2
     self.beit_encoder = modeling_flax_beit.FlaxBeitEncoder(beit, window_size=patch_grid, dtype=self.dtype)
     if self.bert_config is not None:

@@ -4,7 +4,8 @@ after another through the single-model path, in one run on one machine.
   python -m experiments.benchmark_grid --config=experiments/configs/digits_grid.py
 
 Times exclude compilation: each side's first epoch (which compiles) is left out, so with E epochs the steady-state
-time covers epochs 2..E of every model. Prints both times and stacked / loop. Measured: BUILD_NOTES.md,
+time covers epochs 2..E of every model. The stacked program is timed for each --vmap_widths value (0 = all models
+vectorised with vmap; 1 = one compiled program looping over the stacked models). Prints times and stacked / loop. Measured: BUILD_NOTES.md,
 "Stacked vs loop".
 """
 
@@ -30,6 +31,8 @@ _CONFIG = config_flags.DEFINE_config_file('config', 'experiments/configs/digits_
                                           lock_config=True)
 _EPOCHS = flags.DEFINE_integer('epochs', 3, 'Epochs per model (the first is excluded from the timing).')
 _GROUP = flags.DEFINE_integer('group', 0, 'Which group of the grid to time.')
+_VMAP_WIDTHS = flags.DEFINE_list('vmap_widths', ['0', '1'], 'Stacked programs to time: models vectorised together '
+                                 '(0 = all).')
 
 
 def main(argv):
@@ -59,12 +62,14 @@ def main(argv):
                   eval_batch_size=config.eval_batch_size)
 
     init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
-    _, history = grid.fit_stacked(
-        model, tx, place(model_lib.init_stacked(model, init_rngs)), np.array([lr for lr, _ in members]),
-        images, labels, folds_lib.pad_stack([pairs[k][0] for _, k in members]),
-        folds_lib.pad_stack([pairs[k][1] for _, k in members]), rngs, **common)
-    stacked = float(history['seconds'][0, -1] - history['seconds'][0, 0])
-    stacked_compile = float(history['seconds'][0, 0])
+    stacked, stacked_first = {}, {}
+    for width in map(int, _VMAP_WIDTHS.value):
+      _, history = grid.fit_stacked(
+          model, tx, place(model_lib.init_stacked(model, init_rngs)), np.array([lr for lr, _ in members]),
+          images, labels, folds_lib.pad_stack([pairs[k][0] for _, k in members]),
+          folds_lib.pad_stack([pairs[k][1] for _, k in members]), rngs, vmap_width=width, **common)
+      stacked[width] = float(history['seconds'][0, -1] - history['seconds'][0, 0])
+      stacked_first[width] = float(history['seconds'][0, 0])
 
     loop, loop_first = 0.0, 0.0
     for lr, k in members:
@@ -79,12 +84,15 @@ def main(argv):
       loop_first += one[0]['seconds']
 
     result = {'machine': experiment.machine(), 'group': group.name, 'models': len(members),
-              'epochs_timed': config.num_epochs - 1, 'stacked_seconds': stacked, 'loop_seconds': loop,
-              'stacked_over_loop': stacked / loop, 'stacked_first_epoch_seconds': stacked_compile,
-              'loop_first_epochs_seconds': loop_first}
+              'epochs_timed': config.num_epochs - 1, 'loop_seconds': loop, 'loop_first_epochs_seconds': loop_first}
+    for width in stacked:
+      result[f'stacked_vmap{width}_seconds'] = stacked[width]
+      result[f'stacked_vmap{width}_first_epoch_seconds'] = stacked_first[width]
+      result[f'stacked_vmap{width}_over_loop'] = stacked[width] / loop
     print(json.dumps(result, indent=2))
-    print(f'stacked {stacked:.1f}s vs loop {loop:.1f}s for {len(members)} models x {config.num_epochs - 1} '
-          f'epochs: stacked / loop = {stacked / loop:.3f}')
+    for width in stacked:
+      print(f'stacked (vmap_width={width}) {stacked[width]:.1f}s vs loop {loop:.1f}s for {len(members)} models x '
+            f'{config.num_epochs - 1} epochs: stacked / loop = {stacked[width] / loop:.3f}')
 
 
 if __name__ == '__main__':

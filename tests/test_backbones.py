@@ -47,7 +47,9 @@ def test_beit_save_pretrained_round_trip(tmp_path):
   pixels = jax.random.normal(jax.random.key(2), (2, 8, 8, 1))
   ours = model.apply({'params': params}, pixels, method=model_lib.HybridClassifier.encode_image)
   want = saved(jnp.transpose(pixels, (0, 3, 1, 2)), output_hidden_states=True).hidden_states[-1]
-  np.testing.assert_array_equal(np.asarray(ours), np.asarray(want))
+  # Identical weights; the patch projection runs as a matmul instead of a strided convolution (float32 rounding).
+  np.testing.assert_allclose(np.asarray(ours), np.asarray(want), atol=1e-5)
+  assert jax.tree.map(np.shape, params['beit_embeddings']) == jax.tree.map(np.shape, saved.params['embeddings'])
 
 
 def test_fresh_beit_is_reported_as_not_pretrained():

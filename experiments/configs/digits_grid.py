@@ -2,7 +2,7 @@
 
   python -m experiments.grid_search --config=experiments/configs/digits_grid.py --workdir=/tmp/cmtl_grid
 
-A CPU-sized hybrid: a fresh 1-layer BEiT (8 px input, patch 2, width 96) -> the first MiniLM layer. Four compiled
+A CPU-sized hybrid: a fresh 1-layer BEiT (8 px input, patch 4, width 96) -> the first MiniLM layer. Four compiled
 programs (one per optimiser x batch size), each training 3 learning rates x 5 folds = 15 models at once.
 Measured: BUILD_NOTES.md, "Digits grid".
 """
@@ -14,11 +14,11 @@ def get_config():
   c = config_lib.base_config()
   c.dataset = 'digits'
   c.bert_layers = 1
-  c.beit.update(dict(image_size=8, patch_size=2, hidden_size=96, num_hidden_layers=1, num_attention_heads=3,
+  c.beit.update(dict(image_size=8, patch_size=4, hidden_size=96, num_hidden_layers=1, num_attention_heads=3,
                      intermediate_size=384))
   c.num_epochs = 4
   c.grid.batch_size = (32, 64)
-  c.grid.learning_rate = (3e-5, 3e-4, 3e-3)
+  c.grid.learning_rate = (1e-4, 1e-3, 1e-2)
   c.grid.optimizer = ('sgdm', 'adam')
   c.cv = 5
   return c

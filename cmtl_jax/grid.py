@@ -7,7 +7,6 @@ so a rerun of the same command skips them.
 """
 
 import dataclasses
-import functools
 import itertools
 import json
 import math
@@ -139,9 +138,9 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
     images, labels: the whole dataset on the device (`[N, H, W, C]` uint8, `[N]` int32), shared by all models.
     train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model indices, -1 = padding.
     rngs: `[M]` PRNG keys, one stream per model (epoch e uses `fold_in(rng, e)`, as `train.fit` does).
-    vmap_width: models vectorised together with `jax.vmap` (0 = all M); with 0 < k < M the program loops
-      (`lax.map`) over chunks of k. Accelerators want 0; a compute-bound CPU gains nothing from vectorising
-      models (BUILD_NOTES.md, "Stacked vs loop").
+    vmap_width: models vectorised together with `jax.vmap` (0 = all M); with 0 < k < M the stacked models are
+      run in chunks of k by one compiled program, dispatched once per chunk and epoch. Accelerators want 0; a
+      compute-bound CPU gains nothing from vectorising models and loses ~20 % (BUILD_NOTES.md, "Stacked vs loop").
     on_epoch: called with the epoch number after each epoch.
 
   Returns:
@@ -152,34 +151,36 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
   steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
   one_epoch = train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
   evaluate = train.make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size)
-
-  @functools.partial(jax.jit, donate_argnums=0)
-  def train_epoch(state, rngs, images, labels, train_idx):
-    return jax.lax.map(lambda m: one_epoch(m[0], m[1], images, labels, m[2]), (state, rngs, train_idx),
-                       batch_size=vmap_width)
-
-  @jax.jit
-  def score(params, val_idx, images, labels):
-    return jax.lax.map(lambda m: metrics_lib.scores(evaluate(m[0], images, labels, m[1])), (params, val_idx),
-                       batch_size=vmap_width)
-
+  train_epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, None, None, 0)), donate_argnums=0)
+  score = jax.jit(jax.vmap(lambda p, idx, im, lb: metrics_lib.scores(evaluate(p, im, lb, idx)),
+                           in_axes=(0, 0, None, None)))
   state = jax.vmap(lambda p: train.init_state(p, tx))(params)
   state['opt'] = state['opt']._replace(
       hyperparams={**state['opt'].hyperparams, 'learning_rate': jnp.asarray(learning_rates, jnp.float32)})
+  num_models = len(learning_rates)
+  width = vmap_width or num_models
+  chunks = [slice(i, min(i + width, num_models)) for i in range(0, num_models, width)]
+  states = [jax.tree.map(lambda x, c=c: x[c], state) for c in chunks]
+  del state
   train_idx, val_idx = jnp.asarray(train_idx), jnp.asarray(val_idx)
   history = {k: [] for k in ('loss', 'seconds', *metrics_lib.METRICS)}
   start = time.perf_counter()
   for epoch in range(1, num_epochs + 1):
     epoch_rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(rngs, epoch)
-    state, loss = train_epoch(state, epoch_rngs, images, labels, train_idx)
-    scores = score(state['params'], val_idx, images, labels)
-    history['loss'].append(np.asarray(loss))
+    losses, scores = [], []
+    for i, c in enumerate(chunks):  # One compiled program per chunk shape.
+      states[i], loss = train_epoch(states[i], epoch_rngs[c], images, labels, train_idx[c])
+      # Wait for each chunk: chunks queued at once would run concurrently and fight over the CPU's threads.
+      losses.append(np.asarray(loss))
+      scores.append(jax.tree.map(np.asarray, score(states[i]['params'], val_idx[c], images, labels)))
+    history['loss'].append(np.concatenate([np.asarray(l) for l in losses]))
     for k in metrics_lib.METRICS:
-      history[k].append(np.asarray(scores[k]))
-    history['seconds'].append(np.full(len(loss), time.perf_counter() - start))
+      history[k].append(np.concatenate([np.asarray(s[k]) for s in scores]))
+    history['seconds'].append(np.full(num_models, time.perf_counter() - start))
     if on_epoch:
       on_epoch(epoch)
-  return state['params'], {k: np.stack(v, axis=1) for k, v in history.items()}
+  params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[s['params'] for s in states])
+  return params, {k: np.stack(v, axis=1) for k, v in history.items()}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -64,11 +64,7 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   if not sources['beit']['pretrained'] and log:
     log('note: the image side (BEiT) is not pretrained: it starts from a fresh config.')
   steps = train.steps_per_epoch(len(dataset.train), config.batch_size)
-  tx = optim.make_optimizer(
-      config.optimizer, config.learning_rate, total_steps=steps * config.num_epochs,
-      warmup_fraction=config.warmup_fraction, decay=config.decay, momentum=config.momentum,
-      weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-      lr_multipliers=optim.lr_multipliers(pretrained, config.fresh_lr_multiplier))
+  tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   images, labels = data.stage(dataset)
   params, history = train.fit(
       model, tx, params, images, labels, dataset.train, dataset.val, num_epochs=config.num_epochs,

@@ -275,11 +275,7 @@ class GridSearchCV:
       raise ConfigError(f'batch_size {config.batch_size} is larger than a CV training fold '
                         f'({min(len(t) for t, _ in fold_pairs)} examples): lower it or use fewer folds.')
     model, _, pretrained, _ = self._model(config, dataset.num_classes)
-    tx = optim.make_optimizer(
-        config.optimizer, config.learning_rate, total_steps=steps * config.num_epochs,
-        warmup_fraction=config.warmup_fraction, decay=config.decay, momentum=config.momentum,
-        weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-        lr_multipliers=optim.lr_multipliers(pretrained, config.fresh_lr_multiplier))
+    tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
     # Models of the group: every (cell, fold), cell-major.
     members = [(c, k) for c in range(len(cells)) for k in range(self.cv)]
     per_model = self._per_model_bytes(model, tx)
@@ -393,11 +389,7 @@ class GridSearchCV:
     pool = np.sort(np.concatenate([dataset.train, dataset.val]))
     model, params, pretrained, _ = model_lib.from_config(config, dataset.num_classes, train.model_rngs(config.seed)[0])
     steps = train.steps_per_epoch(len(pool), config.batch_size)
-    tx = optim.make_optimizer(
-        config.optimizer, config.learning_rate, total_steps=steps * config.num_epochs,
-        warmup_fraction=config.warmup_fraction, decay=config.decay, momentum=config.momentum,
-        weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-        lr_multipliers=optim.lr_multipliers(pretrained, config.fresh_lr_multiplier))
+    tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
     self.best_params_tree_, _ = train.fit(
         model, tx, params, *data.stage(dataset), pool, None, num_epochs=config.num_epochs,
         batch_size=config.batch_size, num_classes=dataset.num_classes, rng=train.model_rngs(config.seed)[1],

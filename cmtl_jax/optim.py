@@ -70,3 +70,13 @@ def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fractio
 def lr_multipliers(pretrained, fresh_multiplier: float):
   """1 for leaves loaded from a checkpoint, `fresh_multiplier` for leaves that start random."""
   return jax.tree.map(lambda p: 1.0 if p else float(fresh_multiplier), pretrained)
+
+
+def from_config(config, *, steps_per_epoch: int, pretrained, learning_rate=None) -> optax.GradientTransformation:
+  """The optimiser a config describes, for `config.num_epochs` epochs of `steps_per_epoch` steps; fresh leaves
+  (False in `pretrained`) get `config.fresh_lr_multiplier` x the peak LR (default `config.learning_rate`)."""
+  return make_optimizer(
+      config.optimizer, config.learning_rate if learning_rate is None else learning_rate,
+      total_steps=steps_per_epoch * config.num_epochs, warmup_fraction=config.warmup_fraction, decay=config.decay,
+      momentum=config.momentum, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
+      lr_multipliers=lr_multipliers(pretrained, config.fresh_lr_multiplier))

@@ -51,11 +51,7 @@ def main(argv):
                for c in group.cells for k in range(config.cv)]
     steps = train.steps_per_epoch(min(len(t) for t, _ in pairs), config.batch_size)
     model, loaded, pretrained, _ = model_lib.from_config(config, dataset.num_classes, jax.random.key(0))
-    tx = optim.make_optimizer(
-        config.optimizer, config.learning_rate, total_steps=steps * config.num_epochs,
-        warmup_fraction=config.warmup_fraction, decay=config.decay, momentum=config.momentum,
-        weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-        lr_multipliers=optim.lr_multipliers(pretrained, config.fresh_lr_multiplier))
+    tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
     place = lambda params: model_lib.with_pretrained(params, loaded, pretrained)
     images, labels = cmtl_jax.data.stage(dataset)
     common = dict(num_epochs=config.num_epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
@@ -74,10 +70,7 @@ def main(argv):
     loop, loop_first = 0.0, 0.0
     for lr, k in members:
       init_rng, train_rng = train.model_rngs(config.seed, k)
-      tx_one = optim.make_optimizer(
-          config.optimizer, lr, total_steps=steps * config.num_epochs, warmup_fraction=config.warmup_fraction,
-          decay=config.decay, momentum=config.momentum, weight_decay=config.weight_decay,
-          grad_clip=config.grad_clip, lr_multipliers=optim.lr_multipliers(pretrained, config.fresh_lr_multiplier))
+      tx_one = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained, learning_rate=lr)
       _, one = train.fit(model, tx_one, place(model_lib.init_params(model, init_rng)), images, labels,
                          pairs[k][0], pairs[k][1], rng=train_rng, steps=steps, log=None, **common)
       loop += one[-1]['seconds'] - one[0]['seconds']

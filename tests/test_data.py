@@ -1,7 +1,6 @@
 """The offline builders, the stratified splits and the on-device preprocessing."""
 
 import gzip
-import os
 
 import jax.numpy as jnp
 import numpy as np

@@ -32,9 +32,7 @@ def test_stacked_models_match_single_model_training(tiny_config, digits):
   model, loaded, pretrained, _ = model_lib.from_config(config, 10, jax.random.key(0))
 
   def optimizer(lr):
-    return optim.make_optimizer(config.optimizer, lr, total_steps=steps * config.num_epochs,
-                                warmup_fraction=config.warmup_fraction, grad_clip=config.grad_clip,
-                                lr_multipliers=optim.lr_multipliers(pretrained, config.fresh_lr_multiplier))
+    return optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained, learning_rate=lr)
 
   def with_pretrained(params):
     return model_lib.with_pretrained(params, loaded, pretrained)

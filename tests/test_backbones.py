@@ -49,6 +49,12 @@ def test_beit_save_pretrained_round_trip(tmp_path):
   want = saved(jnp.transpose(pixels, (0, 3, 1, 2)), output_hidden_states=True).hidden_states[-1]
   # Identical weights; the patch projection runs as a matmul instead of a strided convolution (float32 rounding).
   np.testing.assert_allclose(np.asarray(ours), np.asarray(want), atol=1e-5)
+  # The same hybrid built from the never-saved weights gives bit-identical outputs: saving and reloading lose nothing.
+  in_memory = backbones.Backbone(config, saved.params, 'memory')
+  model_b, params_b, _ = _hybrid_with(None, in_memory)
+  np.testing.assert_array_equal(
+      np.asarray(model_b.apply({'params': params_b}, pixels, method=model_lib.HybridClassifier.encode_image)),
+      np.asarray(ours))
   assert jax.tree.map(np.shape, params['beit_embeddings']) == jax.tree.map(np.shape, saved.params['embeddings'])
 
 

@@ -123,15 +123,10 @@ def load_bert(path: str = '', num_layers: int = 0, pretrained: bool = True) -> B
   return Backbone(config, params, source)
 
 
-def fresh_beit_config(**fields) -> transformers.BeitConfig:
-  """A BEiT config for an image side trained from scratch (no pretrained image weights)."""
-  return transformers.BeitConfig(**fields)
-
-
 def load_beit(path: str = '', fresh: Optional[dict] = None) -> Backbone:
   """Loads BEiT from a hub id or local dir, or builds a fresh one from the `fresh` config fields when path is ''."""
   if not path:
-    return Backbone(fresh_beit_config(**(fresh or {})), None, 'fresh')
+    return Backbone(transformers.BeitConfig(**(fresh or {})), None, 'fresh')
   config, params, source = _load(transformers.FlaxBeitModel, path, 'beit', 'BEiT')
   return Backbone(config, params, source)
 

@@ -125,6 +125,13 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
                  np.sort(test).astype(np.int32), name)
 
 
+def from_config(config) -> Dataset:
+  """The dataset a config names, split into train / val / held-out test."""
+  return load(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir, image_key=config.image_key,
+              label_key=config.label_key, test_fraction=config.test_fraction, val_fraction=config.val_fraction,
+              split_seed=config.split_seed, train_per_class=config.train_per_class)
+
+
 def preprocess(images, image_size: int, num_channels: int):
   """uint8 `[batch, h, w, c]` -> float32 `[batch, image_size, image_size, num_channels]` in [-1, 1].
 

@@ -6,13 +6,11 @@ import platform
 import time
 
 import jax
-import numpy as np
 
 from cmtl_jax import classifier
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
 from cmtl_jax import grid as grid_lib
-from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import report
@@ -20,27 +18,9 @@ from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 
 
-def load_dataset(config) -> data.Dataset:
-  """The dataset a config names, split into train / val / held-out test."""
-  return data.load(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir,
-                   image_key=config.image_key, label_key=config.label_key, test_fraction=config.test_fraction,
-                   val_fraction=config.val_fraction, split_seed=config.split_seed,
-                   train_per_class=config.train_per_class)
-
-
 def machine() -> str:
   device = jax.devices()[0]
   return f'{platform.node()} {device.platform}:{device.device_kind} x{jax.device_count()} ({os.cpu_count()} CPUs)'
-
-
-def evaluate(model, params, dataset: data.Dataset, split: str = 'test', batch_size: int = 256) -> dict:
-  """Scores on one split of `dataset`: accuracy, macro f1/precision/recall, and per-class numbers."""
-  idx = getattr(dataset, split)
-  evaluate_fn = jax.jit(train.make_evaluate(model, num_classes=dataset.num_classes, batch_size=batch_size))
-  cm = evaluate_fn(params, *data.stage(dataset), jax.numpy.asarray(idx))
-  result = {k: float(v) for k, v in metrics_lib.scores(cm).items()}
-  result['per_class'] = {k: np.asarray(v).tolist() for k, v in metrics_lib.per_class(cm).items()}
-  return result
 
 
 def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
@@ -54,7 +34,7 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   """
   config_lib.validate(config)
   start = time.perf_counter()
-  dataset = load_dataset(config)
+  dataset = data.from_config(config)
   if config.batch_size > len(dataset.train):
     raise ConfigError(f'batch_size {config.batch_size} is larger than the training split ({len(dataset.train)} '
                       f'examples): lower --config.batch_size.')
@@ -70,7 +50,7 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
       model, tx, params, images, labels, dataset.train, dataset.val, num_epochs=config.num_epochs,
       batch_size=config.batch_size, num_classes=dataset.num_classes, rng=train_rng,
       eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing, log=log)
-  test = evaluate(model, params, dataset, 'test', config.eval_batch_size)
+  test = train.evaluate_split(model, params, dataset, 'test', config.eval_batch_size)
   final = history[-1]
   results = {
       'val_accuracy': final['val_accuracy'], 'val_f1': final['val_f1'],

@@ -259,6 +259,7 @@ class GridSearchCV:
     self.score_epoch_ = score_epoch
     self.models_per_program = models_per_program
     self.log = log
+    self._models = {}  # Built (and pretrained-weight-loaded) models, by the config fields that shape them.
     self.cells = expand_grid(param_grid)
     self.groups = make_groups(self.cells)
 
@@ -301,10 +302,9 @@ class GridSearchCV:
   def _model(self, config, num_classes):
     key = (config.variant, config.bert_path, config.bert_layers, config.beit_path, json.dumps(config.beit.to_dict(),
            sort_keys=True), config.pooling, config.bridge_norm, num_classes)
-    if getattr(self, '_model_key', None) != key:
-      self._model_key = key
-      self._built = model_lib.from_config(config, num_classes, jax.random.key(0))
-    return self._built
+    if key not in self._models:
+      self._models[key] = model_lib.from_config(config, num_classes, jax.random.key(0))
+    return self._models[key]
 
   def _init(self, model, config, init_rngs):
     """Stacked initial params: random leaves from each model's own stream, the pretrained weights placed in all."""
@@ -327,8 +327,7 @@ class GridSearchCV:
       workdir: where finished groups are checkpointed and outputs written; '' keeps everything in memory.
       on_group_done: called with a group's index after its results are saved (a hook for progress or tests).
     """
-    from cmtl_jax import experiment  # pylint: disable=g-import-not-at-top
-    dataset = dataset or experiment.load_dataset(self.config)
+    dataset = dataset or data.from_config(self.config)
     pool = np.sort(np.concatenate([dataset.train, dataset.val]))
     self.folds_ = folds_lib.fold_indices(dataset.labels, pool, self.cv, self.config.seed)
     store = _GroupStore(workdir, self._fingerprint(dataset)) if workdir else None
@@ -384,7 +383,6 @@ class GridSearchCV:
 
   def _refit(self, dataset) -> None:
     """Trains the best cell on the whole CV pool (train + val) and scores the held-out test split."""
-    from cmtl_jax import experiment  # pylint: disable=g-import-not-at-top
     config = apply_params(self.config, self.best_params_)
     pool = np.sort(np.concatenate([dataset.train, dataset.val]))
     model, params, pretrained, _ = model_lib.from_config(config, dataset.num_classes, train.model_rngs(config.seed)[0])
@@ -395,7 +393,8 @@ class GridSearchCV:
         batch_size=config.batch_size, num_classes=dataset.num_classes, rng=train.model_rngs(config.seed)[1],
         eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing, log=None)
     self.best_model_ = model
-    self.test_scores_ = experiment.evaluate(model, self.best_params_tree_, dataset, 'test', config.eval_batch_size)
+    self.test_scores_ = train.evaluate_split(model, self.best_params_tree_, dataset, 'test',
+                                             config.eval_batch_size)
 
 
 def _jsonable(value):

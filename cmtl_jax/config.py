@@ -33,6 +33,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.variant = 'hybrid'          # 'hybrid' (BEiT -> BERT layers) or 'beit' (BEiT alone, the ablation baseline).
   c.bert_path = ''              # Hub id or local dir; '' = the packaged all-MiniLM-L6-v2.
   c.bert_layers = 0             # Keep the first k BERT encoder layers (0 = all).
+  c.bert_pretrained = True      # False: BERT's architecture with fresh random weights (the ablation's control).
+  c.freeze_bert = False         # Freeze BERT's attention and MLP weights (its LayerNorms still train).
   c.beit_path = ''              # Hub id or local dir; '' = a fresh BEiT built from `beit` below.
   c.beit = ml_collections.ConfigDict(dict(
       image_size=16, patch_size=4, num_channels=1, hidden_size=192, num_hidden_layers=2,
@@ -64,6 +66,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.score_epoch = 'last'        # A fit's score: its 'last' epoch, or its 'best' epoch of the refit metric.
   c.models_per_program = 0      # Models stacked in one compiled program (0 = as many as memory allows).
   c.vmap_width = -1             # Models of a program vectorised together (0 = all; -1 = all on GPU/TPU, 1 on CPU).
+
+  # Ablation (experiments.ablation): arms compared with `cv`-fold CV on the same folds; an optional learning curve.
+  c.arms = ('beit', 'hybrid', 'hybrid_random_bert', 'hybrid_frozen_bert')
+  c.curve_sizes = ()            # Training images per class at each learning-curve point (empty = no curve).
+  c.curve_arms = ('beit', 'hybrid', 'hybrid_random_bert')
+  c.curve_steps = 0             # Optimiser steps per fit on the curve (0 = num_epochs epochs at every size).
   return c
 
 
@@ -96,6 +104,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
               'train_per_class'):
     if config[key] < 0:
       raise ConfigError(f'{key} must be >= 0, got {config[key]!r}.')
+  for key in ('bert_pretrained', 'freeze_bert', 'bridge_norm', 'gray_to_rgb'):
+    if not isinstance(config[key], bool):
+      raise ConfigError(f'{key} must be True or False, got {config[key]!r}.')
+  if config.freeze_bert and config.variant != 'hybrid':
+    raise ConfigError(f'freeze_bert needs variant hybrid (there are no BERT layers in {config.variant!r}).')
   if not 0 <= config.momentum < 1:
     raise ConfigError(f'momentum must lie in [0, 1), got {config.momentum!r}.')
   if config.warmup_fraction >= 1:

@@ -1,12 +1,14 @@
-"""`train_and_evaluate`: one model from a config, end to end (data -> model -> fit -> scores -> files)."""
+"""End-to-end runs from a config: one model (`train_and_evaluate`), a grid search, an ablation; their files."""
 
 import json
 import os
 import platform
+import shutil
 import time
 
 import jax
 
+from cmtl_jax import ablation as ablation_lib
 from cmtl_jax import classifier
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
@@ -97,3 +99,48 @@ def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid
     log(f'best cell {search.best_params_}: mean CV {config.refit} {search.best_score_:.4f}; '
         f'test accuracy of the refit model {search.test_scores_["accuracy"]:.4f}; {seconds:.0f}s')
   return search
+
+
+def ablation(config, workdir: str, grid_workdir: str = '', log=print, commands=()) -> dict:
+  """Runs the ablation arms (`config.arms`) with CV on the same folds and, when `config.curve_sizes` is set, the
+  learning curve; writes ablation.json, ablation_bars.png, learning_curve.png and report.md into `workdir`.
+
+  With `grid_workdir`, the hyperparameters are the best cell of that finished grid run and its heatmaps go into
+  the report. Finished arms are checkpointed under `workdir` and skipped on a rerun.
+  """
+  if grid_workdir:
+    config = ablation_lib.config_from_grid(grid_workdir, config)
+  config_lib.validate(config)
+  ablation_lib.validate_arms(config.arms)
+  if config.curve_sizes:
+    ablation_lib.validate_arms(config.curve_arms, 'curve_arms')
+  start = time.perf_counter()
+  os.makedirs(workdir, exist_ok=True)
+  result = ablation_lib.run_arms(config, config.arms, workdir=os.path.join(workdir, 'arms'), log=log)
+  baseline = ablation_lib.BASELINE
+  table = ablation_lib.compare(result, baseline)
+  curve = ablation_lib.learning_curve(config, config.curve_sizes, config.curve_arms, workdir, log)
+  curve_tables = {size: ablation_lib.compare(point, baseline) for size, point in curve.items()}
+  seconds = time.perf_counter() - start
+  heatmaps = []
+  for name in sorted(os.listdir(grid_workdir)) if grid_workdir else []:
+    if name.startswith('heatmap_') and name.endswith('.png'):
+      shutil.copy(os.path.join(grid_workdir, name), os.path.join(workdir, name))
+      heatmaps.append(name)
+  report.ablation_bars(os.path.join(workdir, 'ablation_bars.png'), table)
+  if curve:
+    report.learning_curve_plot(os.path.join(workdir, 'learning_curve.png'), curve)
+  summary = {'machine': machine(), 'seconds': seconds, 'config': config.to_dict(), 'arms': result, 'table': table,
+             'curve': curve, 'curve_tables': curve_tables, 'commands': list(commands)}
+  with open(os.path.join(workdir, 'ablation.json'), 'w') as f:
+    json.dump(summary, f, indent=1)
+  report.write_ablation_report(os.path.join(workdir, 'report.md'), result=result, table=table, curve=curve,
+                               curve_tables=curve_tables, config=config, machine=summary['machine'],
+                               seconds=seconds, commands=commands, baseline=baseline, heatmaps=heatmaps,
+                               grid_workdir=grid_workdir)
+  if log:
+    change = table.get('hybrid', {}).get('accuracy_change')
+    log('; '.join(f'{arm} accuracy {row["accuracy"]["mean"]:.4f} ± {row["accuracy"]["std"]:.4f}'
+                  for arm, row in table.items()) +
+        (f'; hybrid - beit {change["absolute"]:+.4f} (paper +12.8 %)' if change else '') + f'; {seconds:.0f}s')
+  return summary

@@ -139,8 +139,9 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
     train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model indices, -1 = padding.
     rngs: `[M]` PRNG keys, one stream per model (epoch e uses `fold_in(rng, e)`, as `train.fit` does).
     vmap_width: models vectorised together with `jax.vmap` (0 = all M); with 0 < k < M the stacked models are
-      run in chunks of k by one compiled program, dispatched once per chunk and epoch. Accelerators want 0; a
-      compute-bound CPU gains nothing from vectorising models and loses ~20 % (BUILD_NOTES.md, "Stacked vs loop").
+      run in chunks of k by one compiled program, dispatched once per chunk and epoch; with 1, the single-model
+      program of `train.fit` (compiled once) runs model after model. Accelerators want 0; a compute-bound CPU
+      gains nothing from vectorising models and loses ~20 % (BUILD_NOTES.md, "Stacked vs loop").
     on_epoch: called with the epoch number after each epoch.
 
   Returns:
@@ -151,35 +152,45 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
   steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
   one_epoch = train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
   evaluate = train.make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size)
-  train_epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, None, None, 0)), donate_argnums=0)
-  score = jax.jit(jax.vmap(lambda p, idx, im, lb: metrics_lib.scores(evaluate(p, im, lb, idx)),
-                           in_axes=(0, 0, None, None)))
+  one_score = lambda p, idx, im, lb: metrics_lib.scores(evaluate(p, im, lb, idx))
+  num_models = len(learning_rates)
+  width = vmap_width or num_models
+  if width == 1:
+    # A vmap over one model only adds overhead: run the single-model program (the one `train.fit` compiles)
+    # model after model. Chunks are integers, so indexing drops the model axis.
+    train_epoch = jax.jit(one_epoch, donate_argnums=0)
+    score = jax.jit(one_score)
+    chunks = list(range(num_models))
+  else:
+    train_epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, None, None, 0)), donate_argnums=0)
+    score = jax.jit(jax.vmap(one_score, in_axes=(0, 0, None, None)))
+    chunks = [slice(i, min(i + width, num_models)) for i in range(0, num_models, width)]
   state = jax.vmap(lambda p: train.init_state(p, tx))(params)
   state['opt'] = state['opt']._replace(
       hyperparams={**state['opt'].hyperparams, 'learning_rate': jnp.asarray(learning_rates, jnp.float32)})
-  num_models = len(learning_rates)
-  width = vmap_width or num_models
-  chunks = [slice(i, min(i + width, num_models)) for i in range(0, num_models, width)]
   states = [jax.tree.map(lambda x, c=c: x[c], state) for c in chunks]
   del state
   train_idx, val_idx = jnp.asarray(train_idx), jnp.asarray(val_idx)
+  train_parts, val_parts = [train_idx[c] for c in chunks], [val_idx[c] for c in chunks]
   history = {k: [] for k in ('loss', 'seconds', *metrics_lib.METRICS)}
   start = time.perf_counter()
   for epoch in range(1, num_epochs + 1):
     epoch_rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(rngs, epoch)
     losses, scores = [], []
     for i, c in enumerate(chunks):  # One compiled program per chunk shape.
-      states[i], loss = train_epoch(states[i], epoch_rngs[c], images, labels, train_idx[c])
+      states[i], loss = train_epoch(states[i], epoch_rngs[c], images, labels, train_parts[i])
       # Wait for each chunk: chunks queued at once would run concurrently and fight over the CPU's threads.
-      losses.append(np.asarray(loss))
-      scores.append(jax.tree.map(np.asarray, score(states[i]['params'], val_idx[c], images, labels)))
-    history['loss'].append(np.concatenate([np.asarray(l) for l in losses]))
+      losses.append(np.atleast_1d(np.asarray(loss)))
+      scores.append({k: np.atleast_1d(np.asarray(v))
+                     for k, v in score(states[i]['params'], val_parts[i], images, labels).items()})
+    history['loss'].append(np.concatenate(losses))
     for k in metrics_lib.METRICS:
-      history[k].append(np.concatenate([np.asarray(s[k]) for s in scores]))
+      history[k].append(np.concatenate([s[k] for s in scores]))
     history['seconds'].append(np.full(num_models, time.perf_counter() - start))
     if on_epoch:
       on_epoch(epoch)
-  params = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[s['params'] for s in states])
+  join = jnp.stack if width == 1 else jnp.concatenate
+  params = jax.tree.map(lambda *xs: join(xs), *[s['params'] for s in states])
   return params, {k: np.stack(v, axis=1) for k, v in history.items()}
 
 
@@ -300,8 +311,8 @@ class GridSearchCV:
             'seconds': seconds, 'models_per_program': chunk, 'num_models': len(members)}
 
   def _model(self, config, num_classes):
-    key = (config.variant, config.bert_path, config.bert_layers, config.beit_path, json.dumps(config.beit.to_dict(),
-           sort_keys=True), config.pooling, config.bridge_norm, num_classes)
+    key = (config.variant, config.bert_path, config.bert_layers, config.bert_pretrained, config.beit_path,
+           json.dumps(config.beit.to_dict(), sort_keys=True), config.pooling, config.bridge_norm, num_classes)
     if key not in self._models:
       self._models[key] = model_lib.from_config(config, num_classes, jax.random.key(0))
     return self._models[key]

@@ -197,6 +197,15 @@ def with_pretrained(params, loaded, pretrained):
                       params, loaded, pretrained)
 
 
+def frozen_mask(pretrained) -> dict:
+  """True on BERT encoder leaves that came from a checkpoint, except LayerNorms: what `freeze_bert` holds fixed
+  (frozen-pretrained-transformer style: attention and MLP weights frozen; norms, BEiT, adapter and head train)."""
+  def frozen(path, is_pretrained):
+    names = [getattr(k, 'key', '') for k in path]
+    return bool(is_pretrained) and names[0] == 'bert_encoder' and 'LayerNorm' not in names
+  return jax.tree_util.tree_map_with_path(frozen, pretrained)
+
+
 def from_config(config, num_classes: int, rng):
   """Builds the classifier a config describes and fills it with its pretrained weights.
 
@@ -208,7 +217,7 @@ def from_config(config, num_classes: int, rng):
   beit = backbones.load_beit(config.beit_path, fresh=config.beit.to_dict())
   bert = None
   if config.variant != 'beit':
-    bert = backbones.load_bert(config.bert_path, config.bert_layers)
+    bert = backbones.load_bert(config.bert_path, config.bert_layers, pretrained=config.bert_pretrained)
   model = build(beit.config, bert.config if bert else None, num_classes, config.pooling, config.bridge_norm)
   params = init_params(model, rng)
   params, pretrained = load_pretrained(params, bert.params if bert else None, beit.params)

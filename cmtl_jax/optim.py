@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cmtl_jax import model as model_lib
+
 
 def lr_shape(total_steps: int, warmup_fraction: float, decay: str):
   """Schedule of the LR as a fraction of its peak: linear warmup, then cosine/linear decay to 0, or constant."""
@@ -34,9 +36,16 @@ def scale_by_tree(multipliers) -> optax.GradientTransformation:
   return optax.stateless(lambda updates, params=None: jax.tree.map(lambda u, m: u * m, updates, multipliers))
 
 
+def freeze(frozen) -> optax.GradientTransformation:
+  """Sets the updates of `frozen` leaves to -0.0: x + (-0.0) == x bit for bit for every float x (+0.0 would turn
+  a -0.0 weight into +0.0), so frozen weights stay bit-identical through `optax.apply_updates`."""
+  return optax.stateless(lambda updates, params=None: jax.tree.map(
+      lambda u, f: jnp.full_like(u, -0.0) if f else u, updates, frozen))
+
+
 def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fraction: float = 0.1,
                    decay: str = 'cosine', momentum: float = 0.9, weight_decay: float = 0.0,
-                   grad_clip: float = 0.0, lr_multipliers=None) -> optax.GradientTransformation:
+                   grad_clip: float = 0.0, lr_multipliers=None, frozen=None) -> optax.GradientTransformation:
   """Builds the optimiser; its state holds `hyperparams['learning_rate']`, the peak LR, as a float32 array.
 
   Args:
@@ -44,6 +53,8 @@ def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fractio
     learning_rate: peak learning rate (a float, or a traced scalar when models are stacked).
     total_steps: optimiser steps in the whole run (for the schedule).
     lr_multipliers: optional tree like the params with a float factor per leaf (fresh weights get larger LRs).
+    frozen: optional tree like the params, True on leaves that never change (no optimiser state, not counted in
+      the clipping norm).
   """
   shape = lr_shape(total_steps, warmup_fraction, decay)
 
@@ -60,8 +71,12 @@ def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fractio
       parts.append(optax.adamw(schedule, weight_decay=weight_decay, mask=_decay_mask))
     else:
       raise ValueError(f'unknown optimizer {name!r}')
+    if frozen is not None:  # Frozen leaves skip clipping and optimiser state, and their updates are -0.0.
+      parts = [optax.masked(optax.chain(*parts), jax.tree.map(lambda f: not f, frozen))]
     if lr_multipliers is not None:
       parts.append(scale_by_tree(lr_multipliers))
+    if frozen is not None:
+      parts.append(freeze(frozen))
     return optax.chain(*parts)
 
   return optax.inject_hyperparams(factory)(learning_rate=jnp.asarray(learning_rate, jnp.float32))
@@ -74,9 +89,11 @@ def lr_multipliers(pretrained, fresh_multiplier: float):
 
 def from_config(config, *, steps_per_epoch: int, pretrained, learning_rate=None) -> optax.GradientTransformation:
   """The optimiser a config describes, for `config.num_epochs` epochs of `steps_per_epoch` steps; fresh leaves
-  (False in `pretrained`) get `config.fresh_lr_multiplier` x the peak LR (default `config.learning_rate`)."""
+  (False in `pretrained`) get `config.fresh_lr_multiplier` x the peak LR (default `config.learning_rate`);
+  with `config.freeze_bert`, pretrained BERT weights other than LayerNorms stay fixed."""
   return make_optimizer(
       config.optimizer, config.learning_rate if learning_rate is None else learning_rate,
       total_steps=steps_per_epoch * config.num_epochs, warmup_fraction=config.warmup_fraction, decay=config.decay,
       momentum=config.momentum, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-      lr_multipliers=lr_multipliers(pretrained, config.fresh_lr_multiplier))
+      lr_multipliers=lr_multipliers(pretrained, config.fresh_lr_multiplier),
+      frozen=model_lib.frozen_mask(pretrained) if config.freeze_bert else None)

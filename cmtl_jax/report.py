@@ -1,8 +1,9 @@
-"""Files a finished search leaves in its workdir: cv_results.json / .csv, heatmaps, a markdown summary."""
+"""Files a finished search or ablation leaves in its workdir: cv_results.json / .csv, heatmaps, summaries, report.md."""
 
 import csv
 import json
 import os
+from typing import Sequence
 
 import numpy as np
 
@@ -97,5 +98,128 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
     test = search.test_scores_
     lines += ['', 'Refit on the whole training pool, scored on the held-out test split: ' +
               ', '.join(f'{m} {test[m]:.4f}' for m in metrics_lib.METRICS) + '.']
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The ablation report.
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def ablation_bars(path: str, table: dict) -> None:
+  """Mean +- std over folds of every metric, one bar group per metric, one bar per arm."""
+  plt = _pyplot()
+  arms = list(table)
+  width = 0.8 / len(arms)
+  fig, ax = plt.subplots(figsize=(2.2 * len(metrics_lib.METRICS) + 1.5, 3.8))
+  for j, arm in enumerate(arms):
+    x = np.arange(len(metrics_lib.METRICS)) + (j - (len(arms) - 1) / 2) * width
+    ax.bar(x, [table[arm][m]['mean'] for m in metrics_lib.METRICS], width,
+           yerr=[table[arm][m]['std'] for m in metrics_lib.METRICS], capsize=3, label=arm)
+  ax.set_xticks(range(len(metrics_lib.METRICS)), metrics_lib.METRICS)
+  lows = [table[a][m]['mean'] - table[a][m]['std'] for a in arms for m in metrics_lib.METRICS]
+  ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
+  ax.set_ylabel('mean over CV folds (± std)')
+  ax.legend(fontsize=8, loc='lower right')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def learning_curve_plot(path: str, curve: dict, metric: str = 'accuracy') -> None:
+  """Mean CV `metric` +- std against training images per class (log axis), one line per arm."""
+  plt = _pyplot()
+  sizes = sorted(curve, key=int)
+  arms = list(curve[sizes[0]]['arms'])
+  fig, ax = plt.subplots(figsize=(5.5, 3.8))
+  for arm in arms:
+    means = [np.mean(curve[s]['arms'][arm][metric]) for s in sizes]
+    stds = [np.std(curve[s]['arms'][arm][metric]) for s in sizes]
+    ax.errorbar([int(s) for s in sizes], means, yerr=stds, marker='o', capsize=3, label=arm)
+  ax.set_xscale('log')
+  ax.set_xticks([int(s) for s in sizes], sizes)
+  ax.set_xlabel('training images per class (CV pool)')
+  ax.set_ylabel(f'mean CV {metric} (± std)')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def _mean_std(row, metric):
+  return f'{row[metric]["mean"]:.4f} ± {row[metric]["std"]:.4f}'
+
+
+def ablation_table(table: dict, baseline: str) -> list:
+  """Markdown lines: one row per arm, mean ± std of each metric, then the paired accuracy and F1 comparison."""
+  lines = ['| arm | ' + ' | '.join(metrics_lib.METRICS) + ' | Δ accuracy vs ' + baseline + ' (p) | Δ F1 (p) |',
+           '| --- |' + ' --- |' * (len(metrics_lib.METRICS) + 2)]
+  for arm, row in table.items():
+    cells = [_mean_std(row, m) for m in metrics_lib.METRICS]
+    for m in ('accuracy', 'f1'):
+      versus = row.get('vs_baseline', {}).get(m)
+      cells.append(f'{versus["mean"]:+.4f} (p = {versus["p"]:.3g})' if versus else '—')
+    lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def write_ablation_report(path: str, *, result: dict, table: dict, curve: dict, curve_tables: dict, config,
+                          machine: str, seconds: float, commands: Sequence[str], baseline: str,
+                          heatmaps: Sequence[str] = (), grid_workdir: str = '') -> None:
+  """report.md: setup, the ablation table, per-fold differences, the bar chart, the learning curve, the grid
+  heatmaps (when a grid workdir was given), the machine and the commands."""
+  folds = result['folds']
+  lines = ['# Ablation: does text pretraining help the image model?', '',
+           '## Commands', '', '```', *commands, '```', '',
+           '## Setup', '',
+           f'- machine: {machine}; wall time {seconds:.0f} s',
+           f'- dataset: {config.dataset}, stratified {config.cv}-fold CV on the training pool (the same folds for '
+           f'every arm; {int(np.mean(folds["train"]))} train / {int(np.mean(folds["val"]))} validation images per '
+           f'fold); the held-out test split is not used',
+           f'- hyperparameters: optimizer {config.optimizer}, batch size {config.batch_size}, peak learning rate '
+           f'{config.learning_rate:g} (fresh weights x{config.fresh_lr_multiplier:g}), {config.num_epochs} epochs, '
+           f'{config.warmup_fraction:g} warmup + {config.decay} decay' +
+           (f'; the best cell of the grid in `{grid_workdir}`' if grid_workdir else ''),
+           f'- model: BEiT {config.beit.num_hidden_layers} layer(s), width {config.beit.hidden_size}, '
+           f'{config.beit.image_size} px, patch {config.beit.patch_size}; BERT layers kept: '
+           f'{config.bert_layers or "all"}', '',
+           '| arm | BEiT | BERT |', '| --- | --- | --- |']
+  lines += [f'| {arm} | {r["pretrained"]["beit"]} | {r["pretrained"]["bert"]} |'
+            for arm, r in result['arms'].items()]
+  lines += ['', '## Results', '', f'Mean ± std over the {config.cv} folds; Δ = mean paired difference against '
+            f'`{baseline}`, p = Nadeau–Bengio corrected resampled t-test (two-sided, {config.cv - 1} df).', '']
+  lines += ablation_table(table, baseline)
+  change = table.get('hybrid', {}).get('accuracy_change')
+  if change:
+    lines += ['', f'`hybrid` vs `{baseline}`: accuracy {change["absolute"]:+.4f} absolute '
+              f'({change["relative"]:+.1%} relative). The paper reports +{change["paper"]:.1%}.']
+  lines += ['', '### Per-fold accuracy', '', '| arm | ' + ' | '.join(f'fold {k}' for k in range(config.cv)) + ' |',
+            '| --- |' + ' --- |' * config.cv]
+  lines += [f'| {arm} | ' + ' | '.join(f'{v:.4f}' for v in r['accuracy']) + ' |' for arm, r in result['arms'].items()]
+  lines += ['', '![mean ± std per arm](ablation_bars.png)', '']
+  if curve:
+    sizes = sorted(curve, key=int)
+    lines += ['## Learning curve', '',
+              f'Each point: {config.cv}-fold CV on a pool of n images per class. Epochs per point: ' +
+              ', '.join(f'n={s}: {curve[s]["epochs"]}' for s in sizes) +
+              (f' (about {config.curve_steps} optimiser steps each).' if config.curve_steps else '.'), '',
+              '| images per class | ' + ' | '.join(curve[sizes[0]]['arms']) + ' |',
+              '| --- |' + ' --- |' * len(curve[sizes[0]]['arms'])]
+    for s in sizes:
+      row = []
+      for arm in curve[s]['arms']:
+        versus = curve_tables[s][arm].get('vs_baseline', {}).get('accuracy')
+        row.append(_mean_std(curve_tables[s][arm], 'accuracy') +
+                   (f' (Δ {versus["mean"]:+.3f}, p = {versus["p"]:.2g})' if versus else ''))
+      lines.append(f'| {s} | ' + ' | '.join(row) + ' |')
+    lines += ['', '![learning curve](learning_curve.png)', '']
+  if heatmaps:
+    lines += ['## Grid search heatmaps', ''] + [f'![{h}]({h})' for h in heatmaps] + ['']
   with open(path, 'w') as f:
     f.write('\n'.join(lines) + '\n')

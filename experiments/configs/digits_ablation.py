@@ -1,0 +1,27 @@
+"""The embedded-default ablation on digits: four arms x 5 stratified folds, and a small learning curve.
+
+  python -m experiments.ablation --config=experiments/configs/digits_ablation.py --workdir=/tmp/cmtl_ablation
+
+The model and hyperparameters of the digits grid's best cell (digits_grid.py: batch size 32, Adam, peak LR 1e-4;
+a fresh 1-layer BEiT at 8 px, patch 4, width 96 -> the first MiniLM layer), trained 10 epochs. The learning curve
+uses 10, 40 and 140 training images per class (the pool holds ~144), ~150 optimiser steps per fit.
+
+Measured: see BUILD_NOTES.md, "Reproduction" (filled in below once run).
+"""
+
+from experiments.configs import digits_grid
+
+
+def get_config():
+  c = digits_grid.get_config()
+  c.grid = {}
+  c.batch_size = 32
+  c.learning_rate = 1e-4
+  c.optimizer = 'adam'
+  c.num_epochs = 10
+  c.eval_batch_size = 64
+  c.arms = ('beit', 'hybrid', 'hybrid_random_bert', 'hybrid_frozen_bert')
+  c.curve_sizes = (10, 40, 140)
+  c.curve_arms = ('beit', 'hybrid', 'hybrid_random_bert')
+  c.curve_steps = 150
+  return c

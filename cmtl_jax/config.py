@@ -87,8 +87,55 @@ def _choice(config, key, allowed):
                       f'(--config.{key}=...).')
 
 
+def _kind(default):
+  """What a value of a key whose default is `default` may be: an int is also a float, a list also a tuple."""
+  if isinstance(default, bool):
+    return (bool,), 'True or False'
+  if isinstance(default, float):
+    return (int, float), 'a number'
+  if isinstance(default, int):
+    return (int,), 'an integer'
+  if isinstance(default, str):
+    return (str,), 'a string'
+  if isinstance(default, (tuple, list)):
+    return (tuple, list), 'a list'
+  return (type(default),), type(default).__name__
+
+
+def _check_keys_and_types(config, defaults, prefix=''):
+  """Every key of `config` exists in `defaults` (the base config) and has its type; `grid` holds any keys."""
+  for key in config:
+    name = prefix + key
+    if key not in defaults:
+      raise ConfigError(f'unknown config key {name!r}: see cmtl_jax/config.py for the keys.')
+    value, default = config[key], defaults[key]
+    if isinstance(default, ml_collections.ConfigDict):
+      if not isinstance(value, (ml_collections.ConfigDict, dict)):
+        raise ConfigError(f'{name} must be a group of keys, got {value!r}.')
+      if key != 'grid':
+        _check_keys_and_types(value, default, name + '.')
+      continue
+    kinds, text = _kind(default)
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+      raise ConfigError(f'{name} must be {text}, got {value!r}.')
+
+
+def _check_beit_keys(beit) -> None:
+  import transformers  # pylint: disable=g-import-not-at-top
+  known = transformers.BeitConfig()
+  for key in beit:
+    if not hasattr(known, key):
+      raise ConfigError(f'unknown config key beit.{key}: not a field of transformers.BeitConfig.')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises `ConfigError` for the first bad value, before any data is read or anything compiles."""
+  """Raises `ConfigError` for the first bad value, before any data is read or anything compiles: unknown keys,
+  wrong types, values out of range, and combinations that cannot work."""
+  defaults = base_config()
+  defaults.beit = ml_collections.ConfigDict({**defaults.beit.to_dict(), **{
+      k: v for k, v in config.beit.items() if k not in defaults.beit}})  # Any BeitConfig field may be set.
+  _check_beit_keys(config.beit)
+  _check_keys_and_types(config, defaults)
   _choice(config, 'variant', VARIANTS)
   _choice(config, 'optimizer', OPTIMIZERS)
   _choice(config, 'pooling', POOLINGS)
@@ -109,6 +156,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f'{key} must be True or False, got {config[key]!r}.')
   if config.freeze_bert and config.variant != 'hybrid':
     raise ConfigError(f'freeze_bert needs variant hybrid (there are no BERT layers in {config.variant!r}).')
+  if config.cv < 2:
+    raise ConfigError(f'cv must be >= 2 folds, got {config.cv}.')
+  if config.models_per_program < 0:
+    raise ConfigError(f'models_per_program must be >= 0 (0 = automatic), got {config.models_per_program}.')
+  if config.vmap_width < -1:
+    raise ConfigError(f'vmap_width must be >= -1 (-1 = automatic, 0 = all models), got {config.vmap_width}.')
+  if config.refit not in ('accuracy', 'f1', 'precision', 'recall'):
+    raise ConfigError(f'unknown refit {config.refit!r}: choose one of accuracy, f1, precision, recall.')
+  _choice(config, 'score_epoch', ('last', 'best'))
+  if config.curve_steps < 0 or not all(isinstance(n, int) and n > 0 for n in config.curve_sizes):
+    raise ConfigError(f'curve_sizes must be positive integers and curve_steps >= 0, got {config.curve_sizes!r} '
+                      f'and {config.curve_steps!r}.')
+  if not 0 <= config.label_smoothing < 1:
+    raise ConfigError(f'label_smoothing must lie in [0, 1), got {config.label_smoothing!r}.')
   if not 0 <= config.momentum < 1:
     raise ConfigError(f'momentum must lie in [0, 1), got {config.momentum!r}.')
   if config.warmup_fraction >= 1:

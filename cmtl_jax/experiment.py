@@ -71,7 +71,7 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
                 'class_names': list(dataset.class_names), 'pooling': model.pooling,
                 'bridge_norm': model.bridge_norm, 'pretrained': sources, 'config': config.to_dict()}
     classifier.save(workdir, params, metadata)
-    with open(os.path.join(workdir, 'metrics.json'), 'w') as f:
+    with report.atomic(os.path.join(workdir, 'metrics.json')) as tmp, open(tmp, 'w') as f:
       json.dump(results, f, indent=2)
   if log:
     log(f'val_accuracy {results["val_accuracy"]:.4f}  test_accuracy {results["test_accuracy"]:.4f}  '
@@ -132,7 +132,7 @@ def ablation(config, workdir: str, grid_workdir: str = '', log=print, commands=(
     report.learning_curve_plot(os.path.join(workdir, 'learning_curve.png'), curve)
   summary = {'machine': machine(), 'seconds': seconds, 'config': config.to_dict(), 'arms': result, 'table': table,
              'curve': curve, 'curve_tables': curve_tables, 'commands': list(commands)}
-  with open(os.path.join(workdir, 'ablation.json'), 'w') as f:
+  with report.atomic(os.path.join(workdir, 'ablation.json')) as tmp, open(tmp, 'w') as f:
     json.dump(summary, f, indent=1)
   report.write_ablation_report(os.path.join(workdir, 'report.md'), result=result, table=table, curve=curve,
                                curve_tables=curve_tables, config=config, machine=summary['machine'],

@@ -147,7 +147,8 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
   Returns:
     (params, history): final stacked params, and `{'loss': [M, E], '<metric>': [M, E], 'seconds': [M, E]}`:
     training loss, validation scores, and wall seconds since the start at the end of each epoch (the first
-    epoch includes compilation).
+    epoch includes compilation). A model whose loss or gradients turn NaN/inf stops updating (see
+    `train.init_state`); its scores are NaN from that epoch on, and the other models are unaffected.
   """
   steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
   one_epoch = train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
@@ -181,7 +182,8 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
       states[i], loss = train_epoch(states[i], epoch_rngs[c], images, labels, train_parts[i])
       # Wait for each chunk: chunks queued at once would run concurrently and fight over the CPU's threads.
       losses.append(np.atleast_1d(np.asarray(loss)))
-      scores.append({k: np.atleast_1d(np.asarray(v))
+      finite = np.atleast_1d(np.asarray(states[i]['finite']))
+      scores.append({k: np.where(finite, np.atleast_1d(np.asarray(v)), np.nan)  # Diverged: no score.
                      for k, v in score(states[i]['params'], val_parts[i], images, labels).items()})
     history['loss'].append(np.concatenate(losses))
     for k in metrics_lib.METRICS:
@@ -250,6 +252,8 @@ class GridSearchCV:
     score_epoch_: 'last' or 'best': which epoch of each fit its scores come from; score_epochs_ `[cells, cv]`
       the epoch (1-based) each score was taken at.
     histories_: per cell, `{'loss' | metric: [cv, epochs]}` validation curves.
+    diverged_: `[cells, cv]` True where a fit's loss or gradients became NaN/inf; such a fit scores NaN (sklearn's
+      `error_score=nan`), so its cell's mean is NaN and ranks last.
     trained_groups_: indices of the groups this `fit` trained (the others were resumed from the workdir).
   """
 
@@ -372,15 +376,19 @@ class GridSearchCV:
     fold_scores = {m: np.full((n, self.cv), np.nan) for m in metrics_lib.METRICS}
     fit_times = np.zeros((n, self.cv))
     epochs = np.zeros((n, self.cv), np.int32)
+    self.diverged_ = np.zeros((n, self.cv), bool)
     self.histories_ = {}
     for group in self.groups:
       result = done[group.index]
       history = {k: np.asarray(v, np.float64) for k, v in result['history'].items()}
       picked = _pick_epoch(history, self.score_epoch_, self.refit or 'accuracy')
+      # A fit that diverged at any epoch scores NaN whichever epoch is picked (sklearn's error_score=nan).
+      diverged = ~np.all(np.isfinite(history['loss']) & np.isfinite(history['accuracy']), axis=1)
       for j, cell in enumerate(result['cells']):
         rows = slice(j * self.cv, (j + 1) * self.cv)
         for m in metrics_lib.METRICS:
-          fold_scores[m][cell] = picked[m][rows]
+          fold_scores[m][cell] = np.where(diverged[rows], np.nan, picked[m][rows])
+        self.diverged_[cell] = diverged[rows]
         epochs[cell] = picked['epoch'][rows]
         fit_times[cell] = result['seconds'] / result['num_models']
         self.histories_[cell] = {k: v[rows] for k, v in history.items()}
@@ -437,8 +445,10 @@ class _GroupStore:
       with open(tmp, 'w') as f:
         json.dump(fingerprint, f, indent=2, sort_keys=True)
       os.replace(tmp, path)
-    self.manager = ocp.CheckpointManager(self.directory, item_names=('results',),
-                                         options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True))
+    # A save interrupted by a kill leaves only an orbax temporary directory; it is removed here, and the group
+    # counts as unfinished.
+    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, cleanup_tmp_directories=True)
+    self.manager = ocp.CheckpointManager(self.directory, item_names=('results',), options=options)
 
   def finished(self) -> dict:
     return {step: self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results

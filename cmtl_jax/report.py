@@ -1,5 +1,6 @@
 """Files a finished search or ablation leaves in its workdir: cv_results.json / .csv, heatmaps, summaries, report.md."""
 
+import contextlib
 import csv
 import json
 import os
@@ -8,6 +9,20 @@ from typing import Sequence
 import numpy as np
 
 from cmtl_jax import metrics as metrics_lib
+
+
+@contextlib.contextmanager
+def atomic(path: str):
+  """Yields a temporary path beside `path` to write to; renames it onto `path` only when the block finishes, so a
+  killed process leaves the old file or the new one, never half of one."""
+  root, ext = os.path.splitext(path)
+  tmp = f'{root}.tmp{ext}'  # One fixed name: a rerun after a kill overwrites a stale one.
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def _plain(value):
@@ -27,10 +42,10 @@ def _plain(value):
 def write_cv_results(workdir: str, cv_results: dict) -> None:
   """cv_results.json (column -> list) and cv_results.csv (one row per cell)."""
   columns = {k: _plain(v) for k, v in cv_results.items()}
-  with open(os.path.join(workdir, 'cv_results.json'), 'w') as f:
+  with atomic(os.path.join(workdir, 'cv_results.json')) as tmp, open(tmp, 'w') as f:
     json.dump(columns, f, indent=1)
   keys = list(columns)
-  with open(os.path.join(workdir, 'cv_results.csv'), 'w', newline='') as f:
+  with atomic(os.path.join(workdir, 'cv_results.csv')) as tmp, open(tmp, 'w', newline='') as f:
     writer = csv.writer(f)
     writer.writerow(keys)
     for row in range(len(columns['params'])):
@@ -69,7 +84,8 @@ def heatmap(path: str, cv_results: dict, optimizer, metric: str = 'accuracy') ->
   ax.set_title(f'{optimizer}: mean CV {metric} (± std over folds)')
   fig.colorbar(image, ax=ax)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  with atomic(path) as tmp:
+    fig.savefig(tmp, dpi=120)
   plt.close(fig)
 
 
@@ -98,7 +114,7 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
     test = search.test_scores_
     lines += ['', 'Refit on the whole training pool, scored on the held-out test split: ' +
               ', '.join(f'{m} {test[m]:.4f}' for m in metrics_lib.METRICS) + '.']
-  with open(path, 'w') as f:
+  with atomic(path) as tmp, open(tmp, 'w') as f:
     f.write('\n'.join(lines) + '\n')
 
 
@@ -128,7 +144,8 @@ def ablation_bars(path: str, table: dict) -> None:
   ax.set_ylabel('mean over CV folds (± std)')
   ax.legend(fontsize=8, loc='lower right')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  with atomic(path) as tmp:
+    fig.savefig(tmp, dpi=120)
   plt.close(fig)
 
 
@@ -148,7 +165,8 @@ def learning_curve_plot(path: str, curve: dict, metric: str = 'accuracy') -> Non
   ax.set_ylabel(f'mean CV {metric} (± std)')
   ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  with atomic(path) as tmp:
+    fig.savefig(tmp, dpi=120)
   plt.close(fig)
 
 
@@ -199,6 +217,10 @@ def write_ablation_report(path: str, *, result: dict, table: dict, curve: dict, 
   if change:
     lines += ['', f'`hybrid` vs `{baseline}`: accuracy {change["absolute"]:+.4f} absolute '
               f'({change["relative"]:+.1%} relative). The paper reports +{change["paper"]:.1%}.']
+  versus = table.get('hybrid', {}).get('vs_random_bert')
+  if versus:
+    lines += ['', f'`hybrid` vs `hybrid_random_bert` (the same layers without the text pretraining): accuracy '
+              f'{versus["mean"]:+.4f} (p = {versus["p"]:.3g}).']
   lines += ['', '### Per-fold accuracy', '', '| arm | ' + ' | '.join(f'fold {k}' for k in range(config.cv)) + ' |',
             '| --- |' + ' --- |' * config.cv]
   lines += [f'| {arm} | ' + ' | '.join(f'{v:.4f}' for v in r['accuracy']) + ' |' for arm, r in result['arms'].items()]
@@ -221,5 +243,5 @@ def write_ablation_report(path: str, *, result: dict, table: dict, curve: dict, 
     lines += ['', '![learning curve](learning_curve.png)', '']
   if heatmaps:
     lines += ['## Grid search heatmaps', ''] + [f'![{h}]({h})' for h in heatmaps] + ['']
-  with open(path, 'w') as f:
+  with atomic(path) as tmp, open(tmp, 'w') as f:
     f.write('\n'.join(lines) + '\n')

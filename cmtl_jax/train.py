@@ -5,6 +5,7 @@ argument, so the same functions are `jax.vmap`-ed over stacked models by the gri
 padded with -1: padded entries are never trained on or scored.
 """
 
+import math
 import time
 from typing import Callable, Optional
 
@@ -26,10 +27,11 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
 
 
 def init_state(params, tx) -> dict:
-  """The train state `{'params': ..., 'opt': ...}`; params are copied, so donating the state to a step never
-  deletes the caller's arrays (e.g. pretrained weights shared by several models)."""
+  """The train state `{'params', 'opt', 'finite'}`; params are copied, so donating the state to a step never
+  deletes the caller's arrays (e.g. pretrained weights shared by several models). `finite` turns False for good
+  at the first step whose loss or gradients are NaN/inf: from then on the model no longer updates (diverged)."""
   params = jax.tree.map(jnp.array, params)
-  return {'params': params, 'opt': tx.init(params)}
+  return {'params': params, 'opt': tx.init(params), 'finite': jnp.array(True)}
 
 
 def model_rngs(seed: int, stream: int = 0):
@@ -71,7 +73,12 @@ def make_train_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing:
     pixels = data.preprocess(images[idx], beit.image_size, beit.num_channels)
     loss, grads = jax.value_and_grad(loss_fn)(state['params'], pixels, labels[idx], rng)
     updates, opt = tx.update(grads, state['opt'], state['params'])
-    return {'params': optax.apply_updates(state['params'], updates), 'opt': opt}, loss
+    params = optax.apply_updates(state['params'], updates)
+    # A non-finite loss or gradient marks the model diverged and the step is dropped: the state stays as it was.
+    finite = state['finite'] & jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    keep = lambda new, old: jnp.where(finite, new, old)
+    return {'params': jax.tree.map(keep, params, state['params']), 'opt': jax.tree.map(keep, opt, state['opt']),
+            'finite': finite}, loss
 
   def train_epoch(state, rng, images, labels, train_idx):
     order_rng, step_rng = jax.random.split(rng)
@@ -132,8 +139,9 @@ def fit(model, tx, params, images, labels, train_idx, val_idx, *, num_epochs: in
   """Trains one model for `num_epochs`, scoring the validation indices after each epoch.
 
   Returns:
-    (params, history): final parameters, and one dict per epoch with `epoch`, `loss`, `seconds` and the
-    validation `accuracy`, `f1`, `precision`, `recall`.
+    (params, history): final parameters, and one dict per epoch with `epoch`, `loss`, `seconds`, `diverged` and
+    the validation `accuracy`, `f1`, `precision`, `recall` (NaN once diverged; the params are then the last
+    finite ones).
   """
   steps = steps or steps_per_epoch(int(np.sum(np.asarray(train_idx) >= 0)), batch_size)
   train_epoch = jax.jit(make_train_epoch(model, tx, batch_size=batch_size, steps=steps,
@@ -145,11 +153,12 @@ def fit(model, tx, params, images, labels, train_idx, val_idx, *, num_epochs: in
   start = time.perf_counter()
   for epoch in range(1, num_epochs + 1):
     state, loss = train_epoch(state, jax.random.fold_in(rng, epoch), images, labels, train_idx)
-    record = {'epoch': epoch, 'loss': float(loss)}
+    record = {'epoch': epoch, 'loss': float(loss), 'diverged': not bool(state['finite'])}
     line = f'epoch {epoch}/{num_epochs}  loss {record["loss"]:.4f}'
     if val_idx is not None:
       scores = metrics_lib.scores(evaluate(state['params'], images, labels, jnp.asarray(val_idx)))
-      record.update({f'val_{k}': float(v) for k, v in scores.items()})
+      # A diverged model has no score (scikit-learn's error_score=nan).
+      record.update({f'val_{k}': math.nan if record['diverged'] else float(v) for k, v in scores.items()})
       line += f'  val_acc {record["val_accuracy"]:.4f}  val_f1 {record["val_f1"]:.4f}'
     record['seconds'] = elapsed = time.perf_counter() - start
     history.append(record)

@@ -19,7 +19,6 @@ from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import config_flags
 
 import cmtl_jax
 from cmtl_jax import experiment
@@ -30,8 +29,7 @@ from cmtl_jax import optim
 from cmtl_jax import train
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'experiments/configs/digits_grid.py', 'Config file.',
-                                          lock_config=True)
+_CONFIG = cli.define_config('experiments/configs/digits_grid.py')
 _EPOCHS = flags.DEFINE_integer('epochs', 3, 'Epochs per model (the first is excluded from the timing).')
 _GROUP = flags.DEFINE_integer('group', 0, 'Which group of the grid to time.')
 _VMAP_WIDTHS = flags.DEFINE_list('vmap_widths', ['0', '1'], 'Stacked programs to time: models vectorised together '
@@ -91,4 +89,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -10,13 +10,11 @@ import sys
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from cmtl_jax import experiment
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'experiments/configs/digits_grid.py', 'Config file.',
-                                          lock_config=True)
+_CONFIG = cli.define_config('experiments/configs/digits_grid.py')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints of finished groups and outputs.',
                                required=True)
 
@@ -29,4 +27,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

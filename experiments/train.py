@@ -6,13 +6,11 @@
 
 from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 import cmtl_jax
 from experiments import cli
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'experiments/configs/digits.py', 'Config file.',
-                                          lock_config=True)
+_CONFIG = cli.define_config('experiments/configs/digits.py')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for metrics.json and the checkpoint.', required=True)
 
 
@@ -23,4 +21,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import ml_collections
 import pytest
 
 import cmtl_jax
@@ -38,7 +39,48 @@ def test_library_raises_value_error(tiny_config, key, value, message):
     cmtl_jax.train_and_evaluate(tiny_config, '', log=None)
 
 
-@pytest.mark.parametrize('key,value,message', BAD)
+# Caught by config.validate before anything is read or compiled.
+BAD_CONFIG = [
+    ('no_such_key', 1, "unknown config key 'no_such_key'"),
+    ('beit.no_such_field', 1, 'unknown config key beit.no_such_field: not a field of transformers.BeitConfig'),
+    ('batch_size', 32.5, 'batch_size must be an integer, got 32.5'),
+    ('learning_rate', '1e-3', "learning_rate must be a number, got '1e-3'"),
+    ('freeze_bert', 1, 'freeze_bert must be True or False, got 1'),
+    ('arms', 'beit', "arms must be a list, got 'beit'"),
+    ('cv', 1, 'cv must be >= 2 folds'),
+    ('vmap_width', -2, 'vmap_width must be >= -1'),
+    ('models_per_program', -1, 'models_per_program must be >= 0'),
+    ('refit', 'auc', "unknown refit 'auc'"),
+    ('score_epoch', 'first', "unknown score_epoch 'first'"),
+    ('curve_sizes', (10, 0), 'curve_sizes must be positive integers'),
+    ('label_smoothing', 1.0, 'label_smoothing must lie in [0, 1)'),
+    ('beit.patch_size', 3, 'beit.image_size 8 is not a multiple of beit.patch_size 3'),
+    ('beit.hidden_size', 33, 'beit.hidden_size 33 is not divisible by beit.num_attention_heads 2'),
+]
+
+
+@pytest.mark.parametrize('key,value,message', BAD_CONFIG)
+def test_every_config_key_is_validated_up_front(tiny_config, key, value, message):
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  # Built from a plain dict (as from JSON or a grid cell): ConfigDict's own assignment type check is not in play.
+  raw = tiny_config.to_dict()
+  _set(raw, key, value)
+  with pytest.raises(ValueError, match=message.replace('(', r'\(').replace(')', r'\)').replace('[', r'\[')):
+    config_lib.validate(ml_collections.ConfigDict(raw))
+
+
+def test_freezing_bert_without_bert_is_refused(tiny_config):
+  tiny_config.variant, tiny_config.freeze_bert = 'beit', True
+  with pytest.raises(ValueError, match='freeze_bert needs variant hybrid'):
+    cmtl_jax.train_and_evaluate(tiny_config, '', log=None)
+
+
+# The CLI path is the same for every library error: a few representative ones (each is a ~10 s subprocess).
+@pytest.mark.parametrize('key,value,message', [
+    BAD[0], BAD[3], BAD[6], BAD[9], BAD_CONFIG[6],
+    ('no_such_key', 1, "names no config key or has a bad value (\"'no_such_key'\")"),
+    ('batch_size', 'abc', "flag --config.batch_size=abc: invalid literal for int()"),
+])
 def test_cli_prints_one_line_and_exits_2(tmp_path, data_dir, key, value, message):
   run = subprocess.run(
       [sys.executable, '-m', 'experiments.train', f'--workdir={tmp_path}', f'--config.data_dir={data_dir}',

@@ -147,7 +147,7 @@ def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, va
   Returns:
     (params, history): final stacked params, and `{'loss': [M, E], '<metric>': [M, E], 'seconds': [M, E]}`:
     training loss, validation scores, and wall seconds since the start at the end of each epoch (the first
-    epoch includes compilation). A model whose loss or gradients turn NaN/inf stops updating (see
+    epoch includes compilation). A model whose loss or update turns NaN/inf stops updating (see
     `train.init_state`); its scores are NaN from that epoch on, and the other models are unaffected.
   """
   steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
@@ -252,7 +252,7 @@ class GridSearchCV:
     score_epoch_: 'last' or 'best': which epoch of each fit its scores come from; score_epochs_ `[cells, cv]`
       the epoch (1-based) each score was taken at.
     histories_: per cell, `{'loss' | metric: [cv, epochs]}` validation curves.
-    diverged_: `[cells, cv]` True where a fit's loss or gradients became NaN/inf; such a fit scores NaN (sklearn's
+    diverged_: `[cells, cv]` True where a fit's loss or update became NaN/inf; such a fit scores NaN (sklearn's
       `error_score=nan`), so its cell's mean is NaN and ranks last.
     trained_groups_: indices of the groups this `fit` trained (the others were resumed from the workdir).
   """

@@ -29,7 +29,7 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
 def init_state(params, tx) -> dict:
   """The train state `{'params', 'opt', 'finite'}`; params are copied, so donating the state to a step never
   deletes the caller's arrays (e.g. pretrained weights shared by several models). `finite` turns False for good
-  at the first step whose loss or gradients are NaN/inf: from then on the model no longer updates (diverged)."""
+  at the first step whose loss or update is NaN/inf: from then on the model no longer updates (diverged)."""
   params = jax.tree.map(jnp.array, params)
   return {'params': params, 'opt': tx.init(params), 'finite': jnp.array(True)}
 
@@ -74,8 +74,10 @@ def make_train_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing:
     loss, grads = jax.value_and_grad(loss_fn)(state['params'], pixels, labels[idx], rng)
     updates, opt = tx.update(grads, state['opt'], state['params'])
     params = optax.apply_updates(state['params'], updates)
-    # A non-finite loss or gradient marks the model diverged and the step is dropped: the state stays as it was.
-    finite = state['finite'] & jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))
+    # A non-finite loss or update marks the model diverged and the step is dropped: the state stays as it was.
+    finite = state['finite'] & jnp.isfinite(loss)
+    for update in jax.tree.leaves(updates):
+      finite &= jnp.all(jnp.isfinite(update))
     keep = lambda new, old: jnp.where(finite, new, old)
     return {'params': jax.tree.map(keep, params, state['params']), 'opt': jax.tree.map(keep, opt, state['opt']),
             'finite': finite}, loss
@@ -85,7 +87,7 @@ def make_train_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing:
     order = epoch_order(order_rng, train_idx, steps, batch_size)
     step_rngs = jax.random.split(step_rng, steps)
     state, losses = jax.lax.scan(lambda s, b: train_step(s, b, images, labels), state, (order, step_rngs))
-    return state, losses.mean()
+    return state, jnp.where(state['finite'], losses.mean(), jnp.nan)  # A diverged model's loss is NaN.
 
   return train_epoch
 

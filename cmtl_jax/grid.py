@@ -108,16 +108,37 @@ def make_groups(cells: list) -> list:
 # ---------------------------------------------------------------------------------------------------------------
 # The stacked program.
 
-def auto_models_per_program(per_model_bytes: int, fraction: float = 0.5) -> int:
-  """How many models one program may hold: `fraction` of device memory over ~4x the params+optimiser bytes
-  (params, grads, update, an activation allowance)."""
+def device_memory_bytes() -> int:
+  """Memory of the first device: the accelerator's limit, or the host's RAM on CPU."""
   device = jax.devices()[0]
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   if stats and 'bytes_limit' in stats:
-    total = stats['bytes_limit']
-  else:
-    total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-  return max(1, int(fraction * total // (4 * per_model_bytes)))
+    return int(stats['bytes_limit'])
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def activation_bytes(model, batch_size: int) -> int:
+  """A rough upper estimate of one model's training activations for one batch (float32, kept for the backward
+  pass): per layer and token ~12 hidden-wide vectors and 2 intermediate-wide ones, plus 2 attention maps."""
+  beit = model.beit_config
+  tokens = (beit.image_size // beit.patch_size) ** 2 + 1
+  layers = [(beit.hidden_size, beit.intermediate_size, beit.num_attention_heads)] * beit.num_hidden_layers
+  if model.bert_config is not None:
+    bert = model.bert_config
+    layers += [(bert.hidden_size, bert.intermediate_size, bert.num_attention_heads)] * bert.num_hidden_layers
+  per_example = sum(tokens * (12 * h + 2 * i) + 2 * heads * tokens ** 2 for h, i, heads in layers)
+  return 4 * batch_size * per_example
+
+
+def auto_models_per_program(per_model_bytes: int, activation: int, vectorised: bool,
+                            total_bytes: Optional[int] = None, fraction: float = 0.5) -> int:
+  """How many models one program may hold within `fraction` of device memory. Every model's state lives
+  throughout (params, optimiser state, gradients and update: ~4x the params+optimiser bytes); activations exist
+  for every model at once when they are vectorised, else for one model at a time."""
+  budget = fraction * (total_bytes or device_memory_bytes())
+  if vectorised:
+    return max(1, int(budget // (4 * per_model_bytes + activation)))
+  return max(1, int((budget - activation) // (4 * per_model_bytes)))
 
 
 def resolve_vmap_width(vmap_width: int) -> int:
@@ -255,6 +276,7 @@ class GridSearchCV:
     diverged_: `[cells, cv]` True where a fit's loss or update became NaN/inf; such a fit scores NaN (sklearn's
       `error_score=nan`), so its cell's mean is NaN and ranks last.
     trained_groups_: indices of the groups this `fit` trained (the others were resumed from the workdir).
+    models_per_program_: per group index, how many models each of its compiled programs held (chunking).
   """
 
   def __init__(self, config, param_grid, *, cv: int = 5, refit: Optional[str] = 'accuracy',
@@ -287,15 +309,13 @@ class GridSearchCV:
     train_idx = folds_lib.pad_stack([t for t, _ in fold_pairs])
     val_idx = folds_lib.pad_stack([v for _, v in fold_pairs])
     steps = train.steps_per_epoch(min(len(t) for t, _ in fold_pairs), config.batch_size)
-    if config.batch_size > min(len(t) for t, _ in fold_pairs):
-      raise ConfigError(f'batch_size {config.batch_size} is larger than a CV training fold '
-                        f'({min(len(t) for t, _ in fold_pairs)} examples): lower it or use fewer folds.')
     model, _, pretrained, _ = self._model(config, dataset.num_classes)
     tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
     # Models of the group: every (cell, fold), cell-major.
     members = [(c, k) for c in range(len(cells)) for k in range(self.cv)]
-    per_model = self._per_model_bytes(model, tx)
-    chunk = self.models_per_program or auto_models_per_program(per_model)
+    width = resolve_vmap_width(config.vmap_width)
+    chunk = self.models_per_program or auto_models_per_program(
+        self._per_model_bytes(model, tx), activation_bytes(model, config.batch_size), vectorised=width != 1)
     histories, seconds = [], 0.0
     for start in range(0, len(members), chunk):
       part = members[start:start + chunk]
@@ -307,12 +327,12 @@ class GridSearchCV:
           train_idx[[k for _, k in part]], val_idx[[k for _, k in part]], rngs,
           num_epochs=config.num_epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
           eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing,
-          vmap_width=resolve_vmap_width(config.vmap_width), on_epoch=lambda e: progress(group, len(part)))
+          vmap_width=width, on_epoch=lambda e: progress(group, len(part)))
       seconds += time.perf_counter() - began
       histories.append(history)
     history = {k: np.concatenate([h[k] for h in histories]) for k in histories[0]}
     return {'cells': group.cells, 'history': {k: v.tolist() for k, v in history.items()},
-            'seconds': seconds, 'models_per_program': chunk, 'num_models': len(members)}
+            'seconds': seconds, 'models_per_program': min(chunk, len(members)), 'num_models': len(members)}
 
   def _model(self, config, num_classes):
     key = (config.variant, config.bert_path, config.bert_layers, config.bert_pretrained, config.beit_path,
@@ -348,6 +368,12 @@ class GridSearchCV:
     store = _GroupStore(workdir, self._fingerprint(dataset)) if workdir else None
     done = store.finished() if store else {}
     todo = [g for g in self.groups if g.index not in done]
+    smallest = min(len(t) for t, _ in self.folds_)
+    for group in todo:  # Refused before anything trains, not when the group's turn comes.
+      batch_size = apply_params(self.config, group.params).batch_size
+      if batch_size > smallest:
+        raise ConfigError(f'batch_size {batch_size} is larger than a CV training fold ({smallest} examples): '
+                          f'lower it or use fewer folds.')
     self.trained_groups_ = [g.index for g in todo]
     staged = data.stage(dataset)
     epochs_total = sum(apply_params(self.config, g.params).num_epochs * len(g.cells) * self.cv for g in todo)
@@ -377,6 +403,7 @@ class GridSearchCV:
     fit_times = np.zeros((n, self.cv))
     epochs = np.zeros((n, self.cv), np.int32)
     self.diverged_ = np.zeros((n, self.cv), bool)
+    self.models_per_program_ = {g.index: done[g.index]['models_per_program'] for g in self.groups}
     self.histories_ = {}
     for group in self.groups:
       result = done[group.index]

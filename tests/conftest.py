@@ -2,8 +2,12 @@
 
 import copy
 import os
+import tempfile
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# One XLA compilation cache per test session, shared with the CLI subprocesses the tests start: many tests compile
+# the same tiny programs (compilation is most of a tiny test's time). Set before jax is imported.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='cmtl_jax_xla_cache_'))
 
 import pytest  # pylint: disable=g-import-not-at-top
 

@@ -152,3 +152,17 @@ def test_ablation_writes_a_filled_report(tiny_config, tmp_path):
   assert 'fresh (not pretrained)' in report and 'packaged all-MiniLM-L6-v2' in report
   assert '| 10 |' in report and '| 20 |' in report and 'python -m experiments.ablation' in report
   assert json.loads((tmp_path / 'ablation.json').read_text())['curve']['20']['pool'] == 200
+
+
+def test_config_from_a_grid_workdir_takes_its_best_cell(tiny_config, tmp_path):
+  grid_config = tiny_config.to_dict()
+  grid_config['grid'] = {'learning_rate': [1e-3, 3e-3], 'optimizer': ['sgdm']}
+  (tmp_path / 'grid_config.json').write_text(json.dumps({'config': grid_config, 'cv': 5}))
+  (tmp_path / 'cv_results.json').write_text(json.dumps({
+      'params': [{'learning_rate': 1e-3, 'optimizer': 'sgdm'}, {'learning_rate': 3e-3, 'optimizer': 'sgdm'}],
+      'rank_test_accuracy': [2, 1]}))
+  ablation_config = ablation.grid_lib.apply_params(tiny_config, {'arms': ('beit', 'hybrid'), 'cv': 3})
+  config = ablation.config_from_grid(str(tmp_path), ablation_config)
+  assert (config.learning_rate, config.optimizer) == (3e-3, 'sgdm')
+  assert tuple(config.arms) == ('beit', 'hybrid') and config.cv == 3 and not config.grid
+  assert config.beit.hidden_size == tiny_config.beit.hidden_size

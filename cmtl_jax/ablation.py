@@ -81,8 +81,9 @@ def run_arms(config, arms: Sequence[str], dataset: Optional[data.Dataset] = None
 
   Returns:
     `{'arms': {arm: {metric: [cv], 'fit_seconds': s, 'pretrained': {...}}}, 'folds': {'train': [cv],
-    'val': [cv]} (sizes), 'fold_indices': [[train, val] per fold]}`.
+    'val': [cv]} (sizes), 'image_shape': [H, W, C] of the dataset, 'fold_indices': [[train, val] per fold]}`.
   """
+  dataset = dataset or data.from_config(config)
   search = grid_lib.GridSearchCV(config, arm_grid(arms), cv=config.cv, refit=None, score_epoch=config.score_epoch,
                                  models_per_program=config.models_per_program, log=log)
   search.fit(dataset, workdir)
@@ -95,6 +96,7 @@ def run_arms(config, arms: Sequence[str], dataset: Optional[data.Dataset] = None
     out[arm]['pretrained'] = pretrained_sides(config, arm)
   return {'arms': out,
           'folds': {'train': [len(t) for t, _ in search.folds_], 'val': [len(v) for _, v in search.folds_]},
+          'image_shape': list(dataset.images.shape[1:]),
           'fold_indices': [[t.tolist(), v.tolist()] for t, v in search.folds_]}
 
 

@@ -206,7 +206,10 @@ def write_ablation_report(path: str, *, result: dict, table: dict, curve: dict, 
            (f'; the best cell of the grid in `{grid_workdir}`' if grid_workdir else ''),
            f'- model: BEiT {config.beit.num_hidden_layers} layer(s), width {config.beit.hidden_size}, '
            f'{config.beit.image_size} px, patch {config.beit.patch_size}; BERT layers kept: '
-           f'{config.bert_layers or "all"}', '',
+           f'{config.bert_layers or "all"}; the {result["image_shape"][0]} x {result["image_shape"][1]} px images '
+           f'are resized to {config.beit.image_size} x {config.beit.image_size} on the device' +
+           (f'; training pool capped at {config.train_per_class} images per class' if config.train_per_class else ''),
+           '',
            '| arm | BEiT | BERT |', '| --- | --- | --- |']
   lines += [f'| {arm} | {r["pretrained"]["beit"]} | {r["pretrained"]["bert"]} |'
             for arm, r in result['arms'].items()]

@@ -150,6 +150,7 @@ def test_ablation_writes_a_filled_report(tiny_config, tmp_path):
   hybrid = summary['table']['hybrid']
   assert f'{hybrid["accuracy"]["mean"]:.4f} ± {hybrid["accuracy"]["std"]:.4f}' in report
   assert 'fresh (not pretrained)' in report and 'packaged all-MiniLM-L6-v2' in report
+  assert 'the 8 x 8 px images are resized to 8 x 8' in report
   assert '| 10 |' in report and '| 20 |' in report and 'python -m experiments.ablation' in report
   assert json.loads((tmp_path / 'ablation.json').read_text())['curve']['20']['pool'] == 200
 

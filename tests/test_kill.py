@@ -29,7 +29,7 @@ def grid_command(tmp_path_factory):
         c.data_dir = {str(root / 'tfds')!r}
         c.beit.update({TINY_BEIT!r})
         c.bert_layers = 1
-        c.num_epochs = 2
+        c.num_epochs = 1
         c.cv = 2
         c.grid.learning_rate = (1e-3, 3e-3)
         c.grid.optimizer = ('sgdm', 'adam')

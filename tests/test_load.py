@@ -49,6 +49,7 @@ def test_the_largest_groups_fit_in_one_vectorised_program(data_dir):
       from tests.conftest import TINY_BEIT
       c = config_lib.base_config()
       c.data_dir, c.bert_layers, c.num_epochs, c.vmap_width = {data_dir!r}, 1, 1, 0
+      c.train_per_class = 64  # A 640-image pool: fewer steps, the same per-step memory.
       c.beit.update(TINY_BEIT)
       lrs = list(paper_grid.get_config().grid.learning_rate)
       out = {{}}

@@ -8,8 +8,9 @@ time covers epochs 2..E of every model. The stacked program is timed for each --
 models vectorised with vmap; 1 = the single-model program compiled once and run model after model, the CPU
 default). Prints times and stacked / loop; `stacked_over_loop` in the JSON is the last --vmap_widths run.
 
-Measured (CPU box, 2 cores, 2026-11-27, group batch_size=32 sgdm, 15 models x 2 timed epochs): vmap_width=1
-32.8 s vs loop 34.2 s, stacked / loop = 0.958. BUILD_NOTES.md, "Stacked vs loop".
+Measured (CPU box, 2 cores, 2026-11-28, group batch_size=32 sgdm, 15 models x 2 timed epochs, --vmap_widths=1,1):
+stacked 38.3 s / 37.6 s vs loop 38.6 s, stacked / loop = 0.994 / 0.974 (0.958 before the divergence check was
+added). BUILD_NOTES.md, "Stacked vs loop".
 """
 
 import json

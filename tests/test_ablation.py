@@ -143,16 +143,27 @@ def test_ablation_writes_a_filled_report(tiny_config, tmp_path):
   config.curve_arms = ('beit',)
   config.curve_steps = 2
   config.batch_size = 8
-  summary = experiment.ablation(config, str(tmp_path), log=None, commands=['python -m experiments.ablation ...'])
-  for name in ('report.md', 'ablation.json', 'ablation_bars.png', 'learning_curve.png'):
-    assert os.path.getsize(tmp_path / name) > 0, name
-  report = (tmp_path / 'report.md').read_text()
+  # A finished grid's workdir: its best cell sets the hyperparameters, its heatmap goes into the report.
+  grid_dir = tmp_path / 'grid'
+  grid_dir.mkdir()
+  (grid_dir / 'grid_config.json').write_text(json.dumps({'config': config.to_dict()}))
+  (grid_dir / 'cv_results.json').write_text(json.dumps({
+      'params': [{'learning_rate': 1e-3}, {'learning_rate': 2e-3}], 'rank_test_accuracy': [2, 1]}))
+  (grid_dir / 'heatmap_adam.png').write_bytes(b'png')
+  out = tmp_path / 'out'
+  summary = experiment.ablation(config, str(out), str(grid_dir), log=None,
+                                commands=['python -m experiments.ablation ...'])
+  assert summary['config']['learning_rate'] == 2e-3
+  for name in ('report.md', 'ablation.json', 'ablation_bars.png', 'learning_curve.png', 'heatmap_adam.png'):
+    assert os.path.getsize(out / name) > 0, name
+  report = (out / 'report.md').read_text()
+  assert '![heatmap_adam.png](heatmap_adam.png)' in report and 'peak learning rate 0.002' in report
   hybrid = summary['table']['hybrid']
   assert f'{hybrid["accuracy"]["mean"]:.4f} ± {hybrid["accuracy"]["std"]:.4f}' in report
   assert 'fresh (not pretrained)' in report and 'packaged all-MiniLM-L6-v2' in report
   assert 'the 8 x 8 px images are resized to 8 x 8' in report
   assert '| 10 |' in report and '| 20 |' in report and 'python -m experiments.ablation' in report
-  assert json.loads((tmp_path / 'ablation.json').read_text())['curve']['20']['pool'] == 200
+  assert json.loads((out / 'ablation.json').read_text())['curve']['20']['pool'] == 200
 
 
 def test_config_from_a_grid_workdir_takes_its_best_cell(tiny_config, tmp_path):

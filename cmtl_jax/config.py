@@ -12,6 +12,7 @@ VARIANTS = ('hybrid', 'beit')
 OPTIMIZERS = ('sgdm', 'adam')
 POOLINGS = ('mean', 'cls')
 DECAYS = ('cosine', 'linear', 'constant')
+METRICS = ('accuracy', 'f1', 'precision', 'recall')  # The scorers (metrics.METRICS), refit choices.
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -162,8 +163,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'models_per_program must be >= 0 (0 = automatic), got {config.models_per_program}.')
   if config.vmap_width < -1:
     raise ConfigError(f'vmap_width must be >= -1 (-1 = automatic, 0 = all models), got {config.vmap_width}.')
-  if config.refit not in ('accuracy', 'f1', 'precision', 'recall'):
-    raise ConfigError(f'unknown refit {config.refit!r}: choose one of accuracy, f1, precision, recall.')
+  _choice(config, 'refit', METRICS)
   _choice(config, 'score_epoch', ('last', 'best'))
   if config.curve_steps < 0 or not all(isinstance(n, int) and n > 0 for n in config.curve_sizes):
     raise ConfigError(f'curve_sizes must be positive integers and curve_steps >= 0, got {config.curve_sizes!r} '

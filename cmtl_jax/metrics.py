@@ -6,7 +6,9 @@ its denominator is 0, and the average runs over the classes that occur in the la
 
 import jax.numpy as jnp
 
-METRICS = ('accuracy', 'f1', 'precision', 'recall')
+from cmtl_jax import config as config_lib
+
+METRICS = config_lib.METRICS  # The scorer names, defined once with the config keys that name them (refit).
 
 
 def confusion_matrix(labels, predictions, num_classes: int, weights=None):

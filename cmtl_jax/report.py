@@ -25,6 +25,13 @@ def atomic(path: str):
       os.remove(tmp)
 
 
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
 def _plain(value):
   if isinstance(value, np.ma.MaskedArray):
     return [None if m else _plain(v) for v, m in zip(value.data, np.ma.getmaskarray(value))]
@@ -56,9 +63,7 @@ def write_cv_results(workdir: str, cv_results: dict) -> None:
 def heatmap(path: str, cv_results: dict, optimizer, metric: str = 'accuracy') -> None:
   """Batch size (rows) x learning rate (columns) for one optimiser; colour = mean validation `metric`,
   cells annotated with mean +- std. Cells that differ in other grid keys show their best mean."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = _pyplot()
   params = cv_results['params']
   rows = [i for i, p in enumerate(params) if p.get('optimizer', optimizer) == optimizer]
   batch_sizes = sorted({params[i].get('batch_size') for i in rows}, key=lambda v: (v is None, v))
@@ -120,13 +125,6 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The ablation report.
-
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
 
 def ablation_bars(path: str, table: dict) -> None:
   """Mean +- std over folds of every metric, one bar group per metric, one bar per arm."""

@@ -152,9 +152,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
               'train_per_class'):
     if config[key] < 0:
       raise ConfigError(f'{key} must be >= 0, got {config[key]!r}.')
-  for key in ('bert_pretrained', 'freeze_bert', 'bridge_norm', 'gray_to_rgb'):
-    if not isinstance(config[key], bool):
-      raise ConfigError(f'{key} must be True or False, got {config[key]!r}.')
   if config.freeze_bert and config.variant != 'hybrid':
     raise ConfigError(f'freeze_bert needs variant hybrid (there are no BERT layers in {config.variant!r}).')
   if config.cv < 2:

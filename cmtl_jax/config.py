@@ -12,6 +12,8 @@ VARIANTS = ('hybrid', 'beit')
 OPTIMIZERS = ('sgdm', 'adam')
 POOLINGS = ('mean', 'cls')
 DECAYS = ('cosine', 'linear', 'constant')
+DTYPES = ('float32', 'bfloat16')
+SEARCHES = ('exhaustive', 'halving')
 METRICS = ('accuracy', 'f1', 'precision', 'recall')  # The scorers (metrics.METRICS), refit choices.
 
 
@@ -59,6 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.label_smoothing = 0.0
   c.seed = 0
   c.eval_batch_size = 256
+  c.dtype = 'float32'           # Computation dtype: 'float32' or 'bfloat16' (params and optimiser stay float32).
 
   # Grid search (experiments.grid_search): lists of values per config key, searched with `cv`-fold CV.
   c.grid = ml_collections.ConfigDict()
@@ -66,7 +69,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.refit = 'accuracy'          # Metric that picks the best cell (and refits it on all training data).
   c.score_epoch = 'last'        # A fit's score: its 'last' epoch, or its 'best' epoch of the refit metric.
   c.models_per_program = 0      # Models stacked in one compiled program (0 = as many as memory allows).
-  c.vmap_width = -1             # Models of a program vectorised together (0 = all; -1 = all on GPU/TPU, 1 on CPU).
+  c.vmap_width = -1             # Models of a program vectorised together (0 = all; -1 = all on GPU/TPU or over
+                                # several devices, 1 on a single CPU).
+  c.num_devices = 0             # Devices the stacked models are sharded over (0 = all, in every process).
+  c.search = 'exhaustive'       # 'exhaustive' (GridSearchCV) or 'halving' (successive halving over epochs).
+  c.halving_factor = 3          # Halving: keep the best 1/factor of the cells each round, train them factor x longer.
+  c.halving_min_epochs = 0      # Halving: epochs of the first round (0 = num_epochs / factor^(rounds - 1)).
 
   # Ablation (experiments.ablation): arms compared with `cv`-fold CV on the same folds; an optional learning curve.
   c.arms = ('beit', 'hybrid', 'hybrid_random_bert', 'hybrid_frozen_bert')
@@ -141,6 +149,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'optimizer', OPTIMIZERS)
   _choice(config, 'pooling', POOLINGS)
   _choice(config, 'decay', DECAYS)
+  _choice(config, 'dtype', DTYPES)
+  _choice(config, 'search', SEARCHES)
   for key in ('learning_rate', 'fresh_lr_multiplier', 'eval_batch_size'):
     _positive(config, key)
   for key in ('batch_size', 'num_epochs', 'eval_batch_size'):
@@ -158,6 +168,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'cv must be >= 2 folds, got {config.cv}.')
   if config.models_per_program < 0:
     raise ConfigError(f'models_per_program must be >= 0 (0 = automatic), got {config.models_per_program}.')
+  if config.num_devices < 0:
+    raise ConfigError(f'num_devices must be >= 0 (0 = all), got {config.num_devices}.')
+  if config.halving_factor < 2 or config.halving_min_epochs < 0 or config.halving_min_epochs > config.num_epochs:
+    raise ConfigError(f'halving needs halving_factor >= 2 and 0 <= halving_min_epochs <= num_epochs, got '
+                      f'{config.halving_factor} and {config.halving_min_epochs}.')
   if config.vmap_width < -1:
     raise ConfigError(f'vmap_width must be >= -1 (-1 = automatic, 0 = all models), got {config.vmap_width}.')
   _choice(config, 'refit', METRICS)

@@ -26,6 +26,7 @@ from cmtl_jax import folds as folds_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
+from cmtl_jax import stacked
 from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 
@@ -106,115 +107,45 @@ def make_groups(cells: list) -> list:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The stacked program.
+# Compiled programs, shared by groups of equal shape.
 
-def device_memory_bytes() -> int:
-  """Memory of the first device: the accelerator's limit, or the host's RAM on CPU."""
-  device = jax.devices()[0]
-  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
-  if stats and 'bytes_limit' in stats:
-    return int(stats['bytes_limit'])
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-
-
-def activation_bytes(model, batch_size: int) -> int:
-  """A rough upper estimate of one model's training activations for one batch (float32, kept for the backward
-  pass): per layer and token ~12 hidden-wide vectors and 2 intermediate-wide ones, plus 2 attention maps."""
-  beit = model.beit_config
-  tokens = (beit.image_size // beit.patch_size) ** 2 + 1
-  layers = [(beit.hidden_size, beit.intermediate_size, beit.num_attention_heads)] * beit.num_hidden_layers
-  if model.bert_config is not None:
-    bert = model.bert_config
-    layers += [(bert.hidden_size, bert.intermediate_size, bert.num_attention_heads)] * bert.num_hidden_layers
-  per_example = sum(tokens * (12 * h + 2 * i) + 2 * heads * tokens ** 2 for h, i, heads in layers)
-  return 4 * batch_size * per_example
+# Config keys that never shape the compiled program: they reach it as arrays (learning_rate, seed) or are the
+# search's own settings. Every other key is part of a program's identity.
+_NOT_IN_PROGRAM = ('learning_rate', 'seed', 'grid', 'cv', 'refit', 'score_epoch', 'models_per_program', 'arms',
+                   'curve_sizes', 'curve_arms', 'curve_steps', 'search', 'halving_factor', 'halving_min_epochs',
+                   'num_devices')
+_PROGRAMS = {}
+_PROGRAMS_KEPT = 16
 
 
-def auto_models_per_program(per_model_bytes: int, activation: int, vectorised: bool,
-                            total_bytes: Optional[int] = None, fraction: float = 0.5) -> int:
-  """How many models one program may hold within `fraction` of device memory. Every model's state lives
-  throughout (params, optimiser state, gradients and update: ~4x the params+optimiser bytes); activations exist
-  for every model at once when they are vectorised, else for one model at a time."""
-  budget = fraction * (total_bytes or device_memory_bytes())
-  if vectorised:
-    return max(1, int(budget // (4 * per_model_bytes + activation)))
-  return max(1, int((budget - activation) // (4 * per_model_bytes)))
+def programs_for(config, model, pretrained, *, steps: int, num_classes: int, width: int,
+                 mesh) -> stacked.Programs:
+  """The compiled programs for a group, shared by every group (of any search in this process) that would build
+  the same program: jax compiles once per function object and input shape, so equal groups must share objects.
+  The `_PROGRAMS_KEPT` most recent are kept."""
+  program_config = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_PROGRAM}
+  key = (json.dumps(program_config, sort_keys=True, default=str), steps, num_classes, width,
+         tuple(d.id for d in mesh.devices.flat) if mesh is not None else None)
+  if key not in _PROGRAMS:
+    tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
+    _PROGRAMS[key] = stacked.make_programs(
+        model, tx, batch_size=config.batch_size, steps=steps, num_classes=num_classes,
+        eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing, width=width, mesh=mesh)
+    while len(_PROGRAMS) > _PROGRAMS_KEPT:
+      del _PROGRAMS[next(iter(_PROGRAMS))]
+  return _PROGRAMS[key]
 
 
-def resolve_vmap_width(vmap_width: int) -> int:
-  """-1 (auto): vectorise all models on GPU/TPU (0), loop over single models on CPU (1)."""
-  if vmap_width >= 0:
-    return vmap_width
-  return 1 if jax.default_backend() == 'cpu' else 0
-
-
-def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, val_idx, rngs, *,
-                num_epochs: int, batch_size: int, num_classes: int, eval_batch_size: int = 256,
-                label_smoothing: float = 0.0, vmap_width: int = 0, on_epoch: Optional[Callable] = None):
-  """Trains M models at once in one compiled program; the stacked twin of `train.fit`.
-
-  Args:
-    params: stacked parameters, leaves `[M, ...]`.
-    learning_rates: float32 `[M]` peak learning rates (injected into each model's optimiser state).
-    images, labels: the whole dataset on the device (`[N, H, W, C]` uint8, `[N]` int32), shared by all models.
-    train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model indices, -1 = padding.
-    rngs: `[M]` PRNG keys, one stream per model (epoch e uses `fold_in(rng, e)`, as `train.fit` does).
-    vmap_width: models vectorised together with `jax.vmap` (0 = all M); with 0 < k < M the stacked models are
-      run in chunks of k by one compiled program, dispatched once per chunk and epoch; with 1, the single-model
-      program of `train.fit` (compiled once) runs model after model. Accelerators want 0; a compute-bound CPU
-      gains nothing from vectorising models and loses ~20 % (BUILD_NOTES.md, "Stacked vs loop").
-    on_epoch: called with the epoch number after each epoch.
-
-  Returns:
-    (params, history): final stacked params, and `{'loss': [M, E], '<metric>': [M, E], 'seconds': [M, E]}`:
-    training loss, validation scores, and wall seconds since the start at the end of each epoch (the first
-    epoch includes compilation). A model whose loss or update turns NaN/inf stops updating (see
-    `train.init_state`); its scores are NaN from that epoch on, and the other models are unaffected.
-  """
-  steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
-  one_epoch = train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
-  evaluate = train.make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size)
-  one_score = lambda p, idx, im, lb: metrics_lib.scores(evaluate(p, im, lb, idx))
-  num_models = len(learning_rates)
-  width = vmap_width or num_models
-  if width == 1:
-    # A vmap over one model only adds overhead: run the single-model program (the one `train.fit` compiles)
-    # model after model. Chunks are integers, so indexing drops the model axis.
-    train_epoch = jax.jit(one_epoch, donate_argnums=0)
-    score = jax.jit(one_score)
-    chunks = list(range(num_models))
-  else:
-    train_epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, None, None, 0)), donate_argnums=0)
-    score = jax.jit(jax.vmap(one_score, in_axes=(0, 0, None, None)))
-    chunks = [slice(i, min(i + width, num_models)) for i in range(0, num_models, width)]
-  state = jax.vmap(lambda p: train.init_state(p, tx))(params)
-  state['opt'] = state['opt']._replace(
-      hyperparams={**state['opt'].hyperparams, 'learning_rate': jnp.asarray(learning_rates, jnp.float32)})
-  states = [jax.tree.map(lambda x, c=c: x[c], state) for c in chunks]
-  del state
-  train_idx, val_idx = jnp.asarray(train_idx), jnp.asarray(val_idx)
-  train_parts, val_parts = [train_idx[c] for c in chunks], [val_idx[c] for c in chunks]
-  history = {k: [] for k in ('loss', 'seconds', *metrics_lib.METRICS)}
-  start = time.perf_counter()
-  for epoch in range(1, num_epochs + 1):
-    epoch_rngs = jax.vmap(jax.random.fold_in, in_axes=(0, None))(rngs, epoch)
-    losses, scores = [], []
-    for i, c in enumerate(chunks):  # One compiled program per chunk shape.
-      states[i], loss = train_epoch(states[i], epoch_rngs[c], images, labels, train_parts[i])
-      # Wait for each chunk: chunks queued at once would run concurrently and fight over the CPU's threads.
-      losses.append(np.atleast_1d(np.asarray(loss)))
-      finite = np.atleast_1d(np.asarray(states[i]['finite']))
-      scores.append({k: np.where(finite, np.atleast_1d(np.asarray(v)), np.nan)  # Diverged: no score.
-                     for k, v in score(states[i]['params'], val_parts[i], images, labels).items()})
-    history['loss'].append(np.concatenate(losses))
-    for k in metrics_lib.METRICS:
-      history[k].append(np.concatenate([s[k] for s in scores]))
-    history['seconds'].append(np.full(num_models, time.perf_counter() - start))
-    if on_epoch:
-      on_epoch(epoch)
-  join = jnp.stack if width == 1 else jnp.concatenate
-  params = jax.tree.map(lambda *xs: join(xs), *[s['params'] for s in states])
-  return params, {k: np.stack(v, axis=1) for k, v in history.items()}
+@dataclasses.dataclass
+class _Plan:
+  config: ml_collections.ConfigDict
+  model: object
+  programs: stacked.Programs
+  members: list            # (cell, fold) of every model of the group, cell-major.
+  learning_rates: dict     # Peak LR per cell.
+  train_idx: np.ndarray    # [cv, n] and [cv, v] fold indices, -1 = padding.
+  val_idx: np.ndarray
+  chunk: int               # Models per program (memory).
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -302,41 +233,52 @@ class GridSearchCV:
 
   # -- one group ---------------------------------------------------------------------------------------------
 
-  def _train_group(self, group: Group, dataset, fold_pairs, staged, progress) -> dict:
+  def _plan(self, group: Group, dataset, fold_pairs) -> '_Plan':
+    """What training a group takes: its config, compiled programs, models and their data."""
     config = apply_params(self.config, group.params)
     cells = [self.cells[i] for i in group.cells]
-    lrs = [float(c.get('learning_rate', config.learning_rate)) for c in cells]
-    train_idx = folds_lib.pad_stack([t for t, _ in fold_pairs])
-    val_idx = folds_lib.pad_stack([v for _, v in fold_pairs])
     steps = train.steps_per_epoch(min(len(t) for t, _ in fold_pairs), config.batch_size)
     model, _, pretrained, _ = self._model(config, dataset.num_classes)
-    tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
-    # Models of the group: every (cell, fold), cell-major.
-    members = [(c, k) for c in range(len(cells)) for k in range(self.cv)]
-    width = resolve_vmap_width(config.vmap_width)
-    chunk = self.models_per_program or auto_models_per_program(
-        self._per_model_bytes(model, tx), activation_bytes(model, config.batch_size), vectorised=width != 1)
+    width = stacked.resolve_vmap_width(config.vmap_width, self.mesh_)
+    mesh = self.mesh_ if width != 1 else None
+    programs = programs_for(config, model, pretrained, steps=steps, num_classes=dataset.num_classes, width=width,
+                            mesh=mesh)
+    # Models of the group: every (cell, fold), cell-major; `cell` indexes the search's cell list.
+    members = [(c, k) for c in group.cells for k in range(self.cv)]
+    chunk = self.models_per_program or stacked.auto_models_per_program(
+        self._per_model_bytes(model, programs.tx), stacked.activation_bytes(model, config.batch_size),
+        vectorised=width != 1, devices=mesh.size if mesh else 1)
+    return _Plan(config, model, programs, members, {c: float(cell.get('learning_rate', config.learning_rate))
+                                                    for c, cell in zip(group.cells, cells)},
+                 folds_lib.pad_stack([t for t, _ in fold_pairs]), folds_lib.pad_stack([v for _, v in fold_pairs]),
+                 min(chunk, len(members)))
+
+  def _stacks(self, plan: '_Plan'):
+    """Yields `(members, Stack)` for each program-sized part of a group, each built when its turn comes."""
+    for start in range(0, len(plan.members), plan.chunk):
+      part = plan.members[start:start + plan.chunk]
+      init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(plan.config.seed, k) for _, k in part)))
+      folds = [k for _, k in part]
+      yield part, stacked.Stack(plan.programs, self._init(plan.model, plan.config, init_rngs),
+                                np.array([plan.learning_rates[c] for c, _ in part], np.float32),
+                                plan.train_idx[folds], plan.val_idx[folds], rngs)
+
+  def _train_group(self, group: Group, dataset, fold_pairs, staged, progress) -> dict:
+    plan = self._plan(group, dataset, fold_pairs)
     histories, seconds = [], 0.0
-    for start in range(0, len(members), chunk):
-      part = members[start:start + chunk]
+    for part, stack in self._stacks(plan):
       began = time.perf_counter()
-      init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in part)))
-      params = self._init(model, config, init_rngs)
-      _, history = fit_stacked(
-          model, tx, params, np.array([lrs[c] for c, _ in part], np.float32), *staged,
-          train_idx[[k for _, k in part]], val_idx[[k for _, k in part]], rngs,
-          num_epochs=config.num_epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
-          eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing,
-          vmap_width=width, on_epoch=lambda e: progress(group, len(part)))
+      histories.append(stack.train(plan.config.num_epochs, *staged, on_epoch=lambda e, n=len(part): progress(n)))
       seconds += time.perf_counter() - began
-      histories.append(history)
+      del stack
     history = {k: np.concatenate([h[k] for h in histories]) for k in histories[0]}
     return {'cells': group.cells, 'history': {k: v.tolist() for k, v in history.items()},
-            'seconds': seconds, 'models_per_program': min(chunk, len(members)), 'num_models': len(members)}
+            'seconds': seconds, 'models_per_program': plan.chunk, 'num_models': len(plan.members)}
 
   def _model(self, config, num_classes):
     key = (config.variant, config.bert_path, config.bert_layers, config.bert_pretrained, config.beit_path,
-           json.dumps(config.beit.to_dict(), sort_keys=True), config.pooling, config.bridge_norm, num_classes)
+           json.dumps(config.beit.to_dict(), sort_keys=True), config.pooling, config.bridge_norm, config.dtype,
+           num_classes)
     if key not in self._models:
       self._models[key] = model_lib.from_config(config, num_classes, jax.random.key(0))
     return self._models[key]
@@ -362,26 +304,18 @@ class GridSearchCV:
       workdir: where finished groups are checkpointed and outputs written; '' keeps everything in memory.
       on_group_done: called with a group's index after its results are saved (a hook for progress or tests).
     """
-    dataset = dataset or data.from_config(self.config)
-    pool = np.sort(np.concatenate([dataset.train, dataset.val]))
-    self.folds_ = folds_lib.fold_indices(dataset.labels, pool, self.cv, self.config.seed)
+    dataset = self._prepare(dataset)
     store = _GroupStore(workdir, self._fingerprint(dataset)) if workdir else None
     done = store.finished() if store else {}
     todo = [g for g in self.groups if g.index not in done]
-    smallest = min(len(t) for t, _ in self.folds_)
-    for group in todo:  # Refused before anything trains, not when the group's turn comes.
-      batch_size = apply_params(self.config, group.params).batch_size
-      if batch_size > smallest:
-        raise ConfigError(f'batch_size {batch_size} is larger than a CV training fold ({smallest} examples): '
-                          f'lower it or use fewer folds.')
+    self._check_batch_sizes(todo)
     self.trained_groups_ = [g.index for g in todo]
-    staged = data.stage(dataset)
+    staged = self._stage(dataset)
     epochs_total = sum(apply_params(self.config, g.params).num_epochs * len(g.cells) * self.cv for g in todo)
     bar = _progress(epochs_total, self.log)
     for group in todo:
       bar.set_description(group.name)
-      result = self._train_group(group, dataset, self.folds_, staged,
-                                 lambda g, n: bar.update(n))
+      result = self._train_group(group, dataset, self.folds_, staged, bar.update)
       done[group.index] = result
       if store:
         store.save(group.index, result)
@@ -392,6 +326,30 @@ class GridSearchCV:
     if self.refit:
       self._refit(dataset)
     return self
+
+  def _prepare(self, dataset: Optional[data.Dataset]) -> data.Dataset:
+    """Loads the data, cuts the CV folds and lays out the devices."""
+    dataset = dataset or data.from_config(self.config)
+    pool = np.sort(np.concatenate([dataset.train, dataset.val]))
+    self.folds_ = folds_lib.fold_indices(dataset.labels, pool, self.cv, self.config.seed)
+    self.mesh_ = stacked.make_mesh(self.config.num_devices)
+    return dataset
+
+  def _check_batch_sizes(self, groups) -> None:
+    """Refused before anything trains, not when the group's turn comes."""
+    smallest = min(len(t) for t, _ in self.folds_)
+    for group in groups:
+      batch_size = apply_params(self.config, group.params).batch_size
+      if batch_size > smallest:
+        raise ConfigError(f'batch_size {batch_size} is larger than a CV training fold ({smallest} examples): '
+                          f'lower it or use fewer folds.')
+
+  def _stage(self, dataset):
+    """The data on the device(s), once: replicated over the mesh when there is one."""
+    staged = data.stage(dataset)
+    if self.mesh_ is not None:
+      staged = stacked.put(staged, jax.sharding.NamedSharding(self.mesh_, jax.sharding.PartitionSpec()))
+    return staged
 
   def _fingerprint(self, dataset) -> dict:
     return {'config': self.config.to_dict(), 'param_grid': _jsonable(self.param_grid), 'cv': self.cv,

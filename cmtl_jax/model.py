@@ -218,7 +218,8 @@ def from_config(config, num_classes: int, rng):
   bert = None
   if config.variant != 'beit':
     bert = backbones.load_bert(config.bert_path, config.bert_layers, pretrained=config.bert_pretrained)
-  model = build(beit.config, bert.config if bert else None, num_classes, config.pooling, config.bridge_norm)
+  model = build(beit.config, bert.config if bert else None, num_classes, config.pooling, config.bridge_norm,
+                dtype=jnp.dtype(config.dtype))
   params = init_params(model, rng)
   params, pretrained = load_pretrained(params, bert.params if bert else None, beit.params)
   sources = {'beit': beit.describe(), 'bert': bert.describe() if bert else None}

@@ -27,6 +27,7 @@ from cmtl_jax import folds as folds_lib
 from cmtl_jax import grid
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
+from cmtl_jax import stacked
 from cmtl_jax import train
 from experiments import cli
 
@@ -62,7 +63,7 @@ def main(argv):
     init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
     runs = []  # One entry per --vmap_widths value, in order (a repeated width is timed again, e.g. warm).
     for width in map(int, _VMAP_WIDTHS.value):
-      _, history = grid.fit_stacked(
+      _, history = stacked.fit_stacked(
           model, tx, place(model_lib.init_stacked(model, init_rngs)), np.array([lr for lr, _ in members]),
           images, labels, folds_lib.pad_stack([pairs[k][0] for _, k in members]),
           folds_lib.pad_stack([pairs[k][1] for _, k in members]), rngs, vmap_width=width, **common)

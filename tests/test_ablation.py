@@ -17,6 +17,7 @@ from cmtl_jax import folds as folds_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
+from cmtl_jax import stacked
 from cmtl_jax import stats
 from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
@@ -101,13 +102,18 @@ def test_arms_share_the_same_folds(tiny_config, monkeypatch):
   # Record the fold indices every arm's models are trained and scored on (the training itself is replaced).
   seen = {}
 
-  def record(model, tx, params, learning_rates, images, labels, train_idx, val_idx, rngs, *, num_epochs, **_):
-    seen[model.bert_config is not None, len(seen)] = (np.asarray(train_idx), np.asarray(val_idx))
-    fake = np.tile(np.linspace(0.5, 0.9, len(learning_rates))[:, None], (1, num_epochs))
-    history = {k: fake for k in ('loss', 'seconds', *metrics_lib.METRICS)}
-    return params, history
+  class Recorded:  # Stands in for stacked.Stack: records the folds, returns made-up scores.
 
-  monkeypatch.setattr(ablation.grid_lib, 'fit_stacked', record)
+    def __init__(self, programs, params, learning_rates, train_idx, val_idx, rngs):
+      del programs, params, rngs
+      seen[len(seen)] = (np.asarray(train_idx), np.asarray(val_idx))
+      self.models = np.arange(len(learning_rates))
+
+    def train(self, until_epoch, images, labels, on_epoch=None):
+      fake = np.tile(np.linspace(0.5, 0.9, len(self.models))[:, None], (1, until_epoch))
+      return {k: fake for k in ('loss', 'seconds', *metrics_lib.METRICS)}
+
+  monkeypatch.setattr(stacked, 'Stack', Recorded)
   config = tiny_config
   config.cv = 3
   digits = cmtl_jax.load_dataset(config)

@@ -95,7 +95,8 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, data_dir, key, value, message
 
 def test_batch_larger_than_a_fold_is_refused_before_any_training(tiny_config, monkeypatch):
   from cmtl_jax import grid  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(grid, 'fit_stacked', lambda *a, **k: pytest.fail('trained before refusing'))
+  from cmtl_jax import stacked  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(stacked.Stack, 'train', lambda *a, **k: pytest.fail('trained before refusing'))
   with pytest.raises(ValueError, match='batch_size 4096 is larger than a CV training fold'):
     grid.GridSearchCV(tiny_config, {'batch_size': [32, 4096]}, cv=2, log=None).fit()
 

@@ -13,6 +13,7 @@ from cmtl_jax import grid
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
+from cmtl_jax import stacked
 from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 
@@ -40,7 +41,7 @@ def test_stacked_models_match_single_model_training(tiny_config, digits):
   images, labels = jnp.asarray(digits.images), jnp.asarray(digits.labels)
   init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
   # All 4 vectorised (the accelerator path) and the single-model program run model after model (the CPU path).
-  runs = [grid.fit_stacked(
+  runs = [stacked.fit_stacked(
       model, optimizer(config.learning_rate), with_pretrained(model_lib.init_stacked(model, init_rngs)),
       np.array([lr for lr, _ in members], np.float32), images, labels,
       folds_lib.pad_stack([fold_pairs[k][0] for _, k in members]),
@@ -52,11 +53,11 @@ def test_stacked_models_match_single_model_training(tiny_config, digits):
     _, alone = train.fit(model, optimizer(lr), with_pretrained(model_lib.init_params(model, init_rng)), images,
                          labels, fold_pairs[k][0], fold_pairs[k][1], num_epochs=config.num_epochs,
                          batch_size=config.batch_size, num_classes=10, rng=train_rng, steps=steps, log=None)
-    for stacked in runs:
+    for run in runs:
       for metric in metrics_lib.METRICS:
-        np.testing.assert_allclose(stacked[metric][m], [h[f'val_{metric}'] for h in alone], atol=1e-5)
+        np.testing.assert_allclose(run[metric][m], [h[f'val_{metric}'] for h in alone], atol=1e-5)
       # Losses are float32 means whose summation order differs under vmap: equal to float32 precision.
-      np.testing.assert_allclose(stacked['loss'][m], [h['loss'] for h in alone], rtol=1e-4)
+      np.testing.assert_allclose(run['loss'][m], [h['loss'] for h in alone], rtol=1e-4)
   # The learning rates really differ between models of the stack.
   assert not np.allclose(runs[0]['loss'][0], runs[0]['loss'][2])
 

@@ -10,6 +10,7 @@ import textwrap
 import numpy as np
 
 from cmtl_jax import grid
+from cmtl_jax import stacked
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,21 +18,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_auto_models_per_program_counts_states_and_activations():
   gib = 2 ** 30
   # 8 GiB budget (half of 16), 100 MiB of state per model (x4), 1 GiB of activations per model.
-  assert grid.auto_models_per_program(100 * 2 ** 20, gib, vectorised=True, total_bytes=16 * gib) == 5
-  assert grid.auto_models_per_program(100 * 2 ** 20, gib, vectorised=False, total_bytes=16 * gib) == 17
-  assert grid.auto_models_per_program(10 * gib, gib, vectorised=True, total_bytes=16 * gib) == 1  # Never 0.
+  assert stacked.auto_models_per_program(100 * 2 ** 20, gib, vectorised=True, total_bytes=16 * gib) == 5
+  assert stacked.auto_models_per_program(100 * 2 ** 20, gib, vectorised=False, total_bytes=16 * gib) == 17
+  assert stacked.auto_models_per_program(10 * gib, gib, vectorised=True, total_bytes=16 * gib) == 1  # Never 0.
 
 
 def test_a_group_that_does_not_fit_runs_in_chunks_with_the_same_results(tiny_config, monkeypatch):
-  original = grid.auto_models_per_program
+  original = stacked.auto_models_per_program
 
-  def two_models_fit(per_model, activation, vectorised, total_bytes=None, fraction=0.5):
+  def two_models_fit(per_model, activation, vectorised, total_bytes=None, fraction=0.5, devices=1):
     # A device with room for two models' states besides one model's activations.
     return original(per_model, activation, vectorised, total_bytes=2 * (activation + 10 * per_model))
 
   whole = grid.GridSearchCV(tiny_config, {'learning_rate': [1e-3]}, cv=5, refit=None, models_per_program=5,
                             log=None).fit()
-  monkeypatch.setattr(grid, 'auto_models_per_program', two_models_fit)
+  monkeypatch.setattr(stacked, 'auto_models_per_program', two_models_fit)
   chunked = grid.GridSearchCV(tiny_config, {'learning_rate': [1e-3]}, cv=5, refit=None, log=None).fit()
   assert whole.models_per_program_ == {0: 5} and chunked.models_per_program_ == {0: 2}  # 3 programs: 2 + 2 + 1.
   for key, value in whole.cv_results_.items():

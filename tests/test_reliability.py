@@ -11,6 +11,7 @@ from cmtl_jax import grid
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
+from cmtl_jax import stacked
 from cmtl_jax import train
 
 DIVERGING_LR = 1e38  # x10 for fresh weights: the SGD update overflows float32 at the first step.
@@ -29,7 +30,7 @@ def _fit_stacked(config, digits, members, vmap_width):
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
   params = model_lib.with_pretrained(model_lib.init_stacked(model, init_rngs), loaded, pretrained)
-  return grid.fit_stacked(
+  return stacked.fit_stacked(
       model, tx, params, np.array([lr for lr, _ in members], np.float32), jnp.asarray(digits.images),
       jnp.asarray(digits.labels), folds_lib.pad_stack([pairs[k][0] for _, k in members]),
       folds_lib.pad_stack([pairs[k][1] for _, k in members]), rngs, num_epochs=config.num_epochs,

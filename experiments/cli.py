@@ -1,4 +1,5 @@
-"""Shared by the entry points: quiet library logs, and bad input as one line on stderr with exit status 2."""
+"""Shared by the entry points: quiet library logs, bad input as one line on stderr with exit status 2, and the
+flags that join several processes into one run under `jax.distributed`."""
 
 import contextlib
 import sys
@@ -41,3 +42,18 @@ def define_config(default: str):
     print(f'error: a --config override names no config key or has a bad value ({e}): see cmtl_jax/config.py '
           f'for the keys.', file=sys.stderr)
     sys.exit(2)
+
+
+_COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0, to run one grid over several '
+                                   'processes (hosts) with jax.distributed; empty = a single process.')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Processes taking part (with --coordinator_address).')
+_PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This process\'s index, 0 .. num_processes - 1.')
+
+
+def initialize_distributed() -> None:
+  """Joins this process to the others (`jax.distributed.initialize`) when --coordinator_address is given; must run
+  before anything touches a device. On Cloud TPU / SLURM, `jax.distributed.initialize()` also works without
+  these flags, but a local multi-process CPU run needs them."""
+  if _COORDINATOR.value:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

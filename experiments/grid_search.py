@@ -4,6 +4,19 @@
 
 Writes cv_results.json, cv_results.csv, heatmap_<optimizer>.png and summary.md into --workdir. Rerunning the same
 command skips finished groups; a different config in an existing workdir is refused.
+
+Successive halving instead of the exhaustive search (in memory, not resumable):
+
+  python -m experiments.grid_search --config=experiments/configs/digits_grid.py --config.search=halving \
+      --config.num_epochs=9 --workdir=/tmp/cmtl_halving
+
+Several processes (hosts) running one grid together, each on its devices' share of every group's models; process 0
+writes the outputs (on one machine, for a try: two CPU processes):
+
+  python -m experiments.grid_search --config=... --workdir=... --coordinator_address=localhost:1234 \
+      --num_processes=2 --process_id=0 &
+  python -m experiments.grid_search --config=... --workdir=... --coordinator_address=localhost:1234 \
+      --num_processes=2 --process_id=1
 """
 
 import sys
@@ -21,6 +34,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints of fi
 
 def main(argv):
   del argv
+  cli.initialize_distributed()
   with cli.one_line_errors():
     experiment.grid_search(_CONFIG.value, _WORKDIR.value, command='python -m experiments.grid_search ' +
                            ' '.join(sys.argv[1:]))

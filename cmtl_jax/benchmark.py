@@ -1,0 +1,267 @@
+"""The measurements behind `experiments/benchmark.py`, each a ratio of two timings taken in the same run.
+
+- `step_mfu`: the hybrid's training step, model FLOP/s over the matmul peak measured on the same device.
+- `torch_speedup`: a PyTorch eager twin's time per example over ours (same config, batch and optimiser).
+- `stacked_over_loop`: one grid group trained as a stack vs the same models one by one through `train.fit`.
+- `halving_epoch_fraction`: model-epochs of successive halving over those of the exhaustive search, and whether
+  both pick the same cell.
+
+Model FLOPs are counted from the architecture (`train_step_flops`: matmuls and attention, backward = 2x forward),
+the usual MFU convention; XLA's own count of the compiled step (`cost_analysis`) is reported beside it.
+"""
+
+import time
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cmtl_jax import data
+from cmtl_jax import folds as folds_lib
+from cmtl_jax import grid
+from cmtl_jax import halving
+from cmtl_jax import model as model_lib
+from cmtl_jax import optim
+from cmtl_jax import stacked
+from cmtl_jax import torch_twin
+from cmtl_jax import train
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FLOPs and the peak.
+
+def matmul_peak(dtype: str = 'float32', size: int = 0, repeats: int = 10) -> float:
+  """FLOP/s of the best of `repeats` jitted `[size, size] @ [size, size]` matmuls on the default device (size 2048
+  on CPU, 8192 on accelerators)."""
+  size = size or (2048 if jax.default_backend() == 'cpu' else 8192)
+  a, b = (jax.random.normal(jax.random.key(i), (size, size), jnp.dtype(dtype)) for i in range(2))
+  matmul = jax.jit(jnp.matmul)
+  matmul(a, b).block_until_ready()
+  best = np.inf
+  for _ in range(repeats):
+    start = time.perf_counter()
+    matmul(a, b).block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  return 2 * size ** 3 / best
+
+
+def _encoder_flops(tokens: int, hidden: int, intermediate: int, layers: int) -> int:
+  """Forward FLOPs of `layers` transformer layers for one example: Q, K, V and output projections, the MLP, and
+  the two attention matmuls (scores and weighted values)."""
+  projections = 4 * 2 * tokens * hidden * hidden
+  mlp = 2 * 2 * tokens * hidden * intermediate
+  attention = 2 * 2 * tokens * tokens * hidden
+  return layers * (projections + mlp + attention)
+
+
+def forward_flops(model, batch_size: int) -> int:
+  """Forward FLOPs of the hybrid for one batch (multiply-adds x 2; norms, softmax and biases left out)."""
+  beit = model.beit_config
+  patches = (beit.image_size // beit.patch_size) ** 2
+  tokens = patches + 1
+  flops = 2 * patches * beit.patch_size ** 2 * beit.num_channels * beit.hidden_size  # Patch projection.
+  flops += _encoder_flops(tokens, beit.hidden_size, beit.intermediate_size, beit.num_hidden_layers)
+  width = beit.hidden_size
+  if model.bert_config is not None:
+    bert = model.bert_config
+    if bert.hidden_size != beit.hidden_size:
+      flops += 2 * tokens * beit.hidden_size * bert.hidden_size  # Adapter.
+    flops += _encoder_flops(tokens, bert.hidden_size, bert.intermediate_size, bert.num_hidden_layers)
+    width = bert.hidden_size
+  flops += 2 * width * model.num_classes  # Head.
+  return batch_size * flops
+
+
+def train_step_flops(model, batch_size: int) -> int:
+  """Model FLOPs of one training step: forward + backward (2x forward: gradients of inputs and of weights)."""
+  return 3 * forward_flops(model, batch_size)
+
+
+def synthetic_data(model, num_examples: int, num_classes: int, seed: int = 0):
+  """Random uint8 images at BEiT's input size (so no resize) and labels: `([N, S, S, C], [N])` numpy."""
+  beit = model.beit_config
+  rng = np.random.RandomState(seed)
+  images = rng.randint(0, 256, (num_examples, beit.image_size, beit.image_size, beit.num_channels), np.uint8)
+  return images, rng.randint(0, num_classes, num_examples).astype(np.int32)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The training step: MFU and PyTorch.
+
+def _xla_flops(compiled) -> float:
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', np.nan)) if cost else np.nan
+
+
+def time_train_step(config, *, num_classes: int = 10, steps: int = 20, repeats: int = 3, seed: int = 0) -> dict:
+  """Seconds per training step of the model `config` describes (its batch size, optimiser and dtype) on synthetic
+  data: the best of `repeats` compiled epochs of `steps` steps each (compilation excluded)."""
+  model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
+  tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
+  images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
+  images, labels = jnp.asarray(images), jnp.asarray(labels)
+  train_idx = jnp.arange(len(labels), dtype=jnp.int32)
+
+  def compiled_epoch(num_steps):
+    epoch = jax.jit(train.make_train_epoch(model, tx, batch_size=config.batch_size, steps=num_steps),
+                    donate_argnums=0)
+    state = jax.eval_shape(lambda: train.init_state(params, tx))
+    return epoch.lower(state, jax.random.key(0), images, labels, train_idx).compile()
+
+  # XLA counts a loop body once or per trip depending on the version: compare loops of 1 and 2 steps.
+  one, two = _xla_flops(compiled_epoch(1)), _xla_flops(compiled_epoch(2))
+  xla_per_step = two - one if two > 1.5 * one else one
+  epoch = compiled_epoch(steps)
+  state = train.init_state(params, tx)
+  state, loss = epoch(state, jax.random.key(1), images, labels, train_idx)
+  loss.block_until_ready()
+  best = np.inf
+  for r in range(repeats):
+    start = time.perf_counter()
+    state, loss = epoch(state, jax.random.key(2 + r), images, labels, train_idx)
+    loss.block_until_ready()
+    best = min(best, time.perf_counter() - start)
+  model_flops = train_step_flops(model, config.batch_size)
+  return {'seconds_per_step': best / steps, 'seconds_per_example': best / steps / config.batch_size,
+          'model_flops_per_step': model_flops, 'xla_flops_per_step': xla_per_step,
+          'model_flops_per_second': model_flops * steps / best, 'batch_size': config.batch_size,
+          'dtype': config.dtype, 'loss_finite': bool(np.isfinite(float(loss)))}
+
+
+def torch_step(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0) -> Optional[dict]:
+  """The PyTorch eager twin's `train_step_seconds` on the same synthetic data, or None without torch."""
+  if not torch_twin.available():
+    return None
+  model, _, _, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
+  images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
+  return torch_twin.train_step_seconds(model.beit_config, model.bert_config, num_classes, images, labels,
+                                       batch_size=config.batch_size, optimizer=config.optimizer,
+                                       learning_rate=config.learning_rate, steps=steps, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The grid: stacked vs loop, halving vs exhaustive.
+
+def stacked_vs_loop(config, *, group: int = 0, epochs: int = 3, vmap_widths: Sequence[int] = (1,),
+                    dataset: Optional[data.Dataset] = None) -> dict:
+  """One group of `config.grid` trained as a stack (once per `vmap_widths` value) and model by model through
+  `train.fit`, for `epochs` epochs each; the first epoch (compilation) is left out of every time."""
+  search = grid.GridSearchCV(config, {k: list(v) for k, v in config.grid.to_dict().items()}, cv=config.cv, log=None)
+  chosen = search.groups[group]
+  config = grid.apply_params(config, chosen.params)
+  config.num_epochs = epochs
+  dataset = dataset or data.from_config(config)
+  pool = np.sort(np.concatenate([dataset.train, dataset.val]))
+  pairs = folds_lib.fold_indices(dataset.labels, pool, config.cv, config.seed)
+  members = [(float(search.cells[c].get('learning_rate', config.learning_rate)), k)
+             for c in chosen.cells for k in range(config.cv)]
+  steps = train.steps_per_epoch(min(len(t) for t, _ in pairs), config.batch_size)
+  model, loaded, pretrained, _ = model_lib.from_config(config, dataset.num_classes, jax.random.key(0))
+  tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
+  place = lambda params: model_lib.with_pretrained(params, loaded, pretrained)
+  images, labels = data.stage(dataset)
+  common = dict(num_epochs=epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
+                eval_batch_size=config.eval_batch_size)
+  init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
+  runs = []
+  for width in vmap_widths:
+    _, history = stacked.fit_stacked(
+        model, tx, place(model_lib.init_stacked(model, init_rngs)), np.array([lr for lr, _ in members]),
+        images, labels, folds_lib.pad_stack([pairs[k][0] for _, k in members]),
+        folds_lib.pad_stack([pairs[k][1] for _, k in members]), rngs, vmap_width=width, **common)
+    runs.append({'vmap_width': width, 'seconds': float(history['seconds'][0, -1] - history['seconds'][0, 0]),
+                 'first_epoch_seconds': float(history['seconds'][0, 0])})
+  loop = 0.0
+  for lr, k in members:
+    init_rng, train_rng = train.model_rngs(config.seed, k)
+    tx_one = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained, learning_rate=lr)
+    _, one = train.fit(model, tx_one, place(model_lib.init_params(model, init_rng)), images, labels,
+                       pairs[k][0], pairs[k][1], rng=train_rng, steps=steps, log=None, **common)
+    loop += one[-1]['seconds'] - one[0]['seconds']
+  for run in runs:
+    run['over_loop'] = run['seconds'] / loop
+  return {'group': chosen.name, 'models': len(members), 'epochs_timed': epochs - 1, 'loop_seconds': loop,
+          'stacked': runs, 'stacked_over_loop': runs[-1]['over_loop']}
+
+
+def halving_vs_exhaustive(config, *, dataset: Optional[data.Dataset] = None) -> dict:
+  """The exhaustive search and successive halving over `config.grid` on the same folds (no refit)."""
+  param_grid = {k: list(v) for k, v in config.grid.to_dict().items()}
+  dataset = dataset or data.from_config(config)
+  out = {}
+  for name, search in (('exhaustive', grid.GridSearchCV(config, param_grid, cv=config.cv, refit=None, log=None)),
+                       ('halving', halving.HalvingGridSearchCV(
+                           config, param_grid, factor=config.halving_factor, min_epochs=config.halving_min_epochs,
+                           cv=config.cv, refit=None, log=None))):
+    start = time.perf_counter()
+    search.fit(dataset)
+    out[name] = {'seconds': time.perf_counter() - start, 'best_params': search.best_params_,
+                 'best_score': search.best_score_, 'search': search}
+  halved = out['halving'].pop('search')
+  exhaustive = out['exhaustive'].pop('search')
+  last = [p for p, i in zip(halved.cv_results_['params'], halved.cv_results_['iter']) if i == halved.n_iterations_ - 1]
+  return {**out, 'num_epochs': config.num_epochs, 'rounds': list(zip(halved.n_candidates_, halved.n_resources_)),
+          'epochs_trained': halved.epochs_trained_, 'exhaustive_epochs': halved.exhaustive_epochs_,
+          'halving_epoch_fraction': halved.epoch_fraction_,
+          'same_winner': halved.best_params_ == exhaustive.best_params_,
+          'exhaustive_best_in_last_round': exhaustive.best_params_ in last,
+          'seconds_fraction': out['halving']['seconds'] / out['exhaustive']['seconds']}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# All of it.
+
+PARTS = ('mfu', 'torch', 'stacked', 'halving')
+
+
+def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, stacked_epochs: int = 3,
+        vmap_widths: Sequence[int] = (1,), log=print) -> dict:
+  """Runs the chosen `parts` in one process and returns `benchmark.json`'s content (keys `step_mfu`,
+  `torch_speedup`, `stacked_over_loop`, `halving_epoch_fraction`; None for a part not run)."""
+  from cmtl_jax import experiment  # pylint: disable=g-import-not-at-top
+  result = {'machine': experiment.machine(), 'backend': jax.default_backend(), 'parts': list(parts),
+            'step_mfu': None, 'torch_speedup': None, 'stacked_over_loop': None, 'halving_epoch_fraction': None}
+  if 'mfu' in parts or 'torch' in parts:
+    dtypes = ('float32',) if jax.default_backend() == 'cpu' else ('float32', 'bfloat16')
+    before = {d: matmul_peak(d) for d in dtypes}
+    step = time_train_step(config, steps=steps)
+    # The peak is measured before and after the step and the higher taken: on a shared machine the step's ratio
+    # is then, if anything, understated.
+    result['matmul_peak_flops'] = {d: max(before[d], matmul_peak(d)) for d in dtypes}
+    peak = result['matmul_peak_flops'].get(config.dtype, result['matmul_peak_flops']['float32'])
+    result['step'] = step
+    result['step_mfu'] = step['model_flops_per_second'] / peak
+    if log:
+      log(f'train step ({config.dtype}, batch {config.batch_size}): {1e3 * step["seconds_per_step"]:.2f} ms, '
+          f'{step["model_flops_per_second"] / 1e9:.1f} model GFLOP/s of a {peak / 1e9:.1f} GFLOP/s matmul peak: '
+          f'MFU {result["step_mfu"]:.3f} (XLA counts {step["xla_flops_per_step"] / step["model_flops_per_step"]:.2f}x '
+          f'the model FLOPs)')
+  if 'torch' in parts:
+    twin = torch_step(config, steps=steps)
+    result['torch'] = twin
+    if twin is not None:
+      result['torch_speedup'] = twin['seconds_per_example'] / result['step']['seconds_per_example']
+      if log:
+        log(f'PyTorch {twin["torch_version"]} eager ({twin["threads"]} threads): '
+            f'{1e3 * twin["seconds_per_step"]:.2f} ms/step; torch / ours = {result["torch_speedup"]:.2f}')
+    elif log:
+      log('PyTorch not installed (pip install torch==2.13.0): torch_speedup skipped')
+  if 'stacked' in parts:
+    result['stacked'] = stacked_vs_loop(grid_config, epochs=stacked_epochs, vmap_widths=vmap_widths)
+    result['stacked_over_loop'] = result['stacked']['stacked_over_loop']
+    if log:
+      for r in result['stacked']['stacked']:
+        log(f'group {result["stacked"]["group"]}: stacked (vmap_width={r["vmap_width"]}) {r["seconds"]:.1f}s vs '
+            f'loop {result["stacked"]["loop_seconds"]:.1f}s for {result["stacked"]["models"]} models x '
+            f'{stacked_epochs - 1} epochs: stacked / loop = {r["over_loop"]:.3f}')
+  if 'halving' in parts:
+    result['halving'] = halving_vs_exhaustive(grid_config)
+    result['halving_epoch_fraction'] = result['halving']['halving_epoch_fraction']
+    if log:
+      h = result['halving']
+      log(f'halving {h["rounds"]} (cells, epochs): {h["epochs_trained"]} of {h["exhaustive_epochs"]} model-epochs '
+          f'= {h["halving_epoch_fraction"]:.3f}, {h["seconds_fraction"]:.3f} of the time; same winner: '
+          f'{h["same_winner"]} ({h["halving"]["best_params"]} vs {h["exhaustive"]["best_params"]})')
+  return result

@@ -1,0 +1,56 @@
+"""Performance benchmark: train-step MFU, PyTorch eager twin, stacked vs loop, successive halving vs exhaustive.
+
+  python -m experiments.benchmark --workdir=/tmp/cmtl_bench
+
+Prints each measurement and writes <workdir>/benchmark.json with `step_mfu` (model FLOP/s / the matmul peak
+measured in the same run), `torch_speedup` (PyTorch time / ours, per example; needs `pip install torch==2.13.0`),
+`stacked_over_loop` (one grid group stacked / the same models one by one) and `halving_epoch_fraction`. The step
+parts use --config (default: the embedded digits hybrid), the grid parts --grid_config (the digits grid); the
+halving part runs the exhaustive search and halving on it, at --grid_config.num_epochs=9 by default here.
+Fewer parts: --parts=mfu,torch. A bf16 step: --config.dtype=bfloat16 (GPU/TPU; its MFU is over the bf16 peak).
+
+Measured: BUILD_NOTES.md, "Performance (issue 6)".
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from cmtl_jax import benchmark
+from experiments import cli
+
+_CONFIG = cli.define_config('experiments/configs/digits.py')
+_GRID_CONFIG = config_flags.DEFINE_config_file('grid_config', 'experiments/configs/digits_grid.py',
+                                               'Grid config for the stacked and halving parts.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Where benchmark.json is written.', required=True)
+_PARTS = flags.DEFINE_list('parts', list(benchmark.PARTS), f'Which of {", ".join(benchmark.PARTS)} to run.')
+_STEPS = flags.DEFINE_integer('steps', 20, 'Training steps per timed call (step parts).')
+_STACKED_EPOCHS = flags.DEFINE_integer('stacked_epochs', 3, 'Epochs per model in the stacked part (the first, '
+                                       'which compiles, is not timed).')
+_VMAP_WIDTHS = flags.DEFINE_list('vmap_widths', ['1'], 'Stacked programs to time (0 = all models vectorised).')
+_HALVING_EPOCHS = flags.DEFINE_integer('halving_epochs', 9, 'num_epochs of the grid in the halving part.')
+
+
+def main(argv):
+  del argv
+  with cli.one_line_errors():
+    unknown = set(_PARTS.value) - set(benchmark.PARTS)
+    if unknown:
+      raise cli.ConfigError(f'unknown --parts {sorted(unknown)}: choose from {", ".join(benchmark.PARTS)}.')
+    grid_config = _GRID_CONFIG.value
+    if 'halving' in _PARTS.value:
+      grid_config.num_epochs = _HALVING_EPOCHS.value
+    result = benchmark.run(_CONFIG.value, grid_config, parts=_PARTS.value, steps=_STEPS.value,
+                           stacked_epochs=_STACKED_EPOCHS.value, vmap_widths=[int(w) for w in _VMAP_WIDTHS.value])
+    os.makedirs(_WORKDIR.value, exist_ok=True)
+    with open(os.path.join(_WORKDIR.value, 'benchmark.json'), 'w') as f:
+      json.dump(result, f, indent=1, default=str)
+    print(json.dumps({k: result[k] for k in ('step_mfu', 'torch_speedup', 'stacked_over_loop',
+                                             'halving_epoch_fraction')}))
+
+
+if __name__ == '__main__':
+  app.run(main, flags_parser=cli.parse_flags)

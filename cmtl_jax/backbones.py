@@ -45,6 +45,17 @@ def _is_local(path: str) -> bool:
   return path.startswith(('/', '.', '~')) or os.path.exists(path)
 
 
+def _load_config(config_cls, path: str, kind: str):
+  """Only the architecture (config.json) of a local dir or hub id."""
+  if _is_local(path) and not os.path.isfile(os.path.join(os.path.expanduser(path), 'config.json')):
+    raise MissingPathError(f'{kind} path {path!r} has no config.json: point it at a directory saved with '
+                           f'save_pretrained.')
+  try:
+    return config_cls.from_pretrained(os.path.expanduser(path) if _is_local(path) else path)
+  except OSError as e:
+    raise MissingPathError(f'cannot read the {kind} config at {path!r}: {e}') from None
+
+
 def _load(model_cls, path: str, model_type: str, kind: str):
   """Loads a transformers Flax base model from a local dir or a hub id; returns (config, params, source)."""
   if _is_local(path):
@@ -108,7 +119,10 @@ def load_bert(path: str = '', num_layers: int = 0, pretrained: bool = True) -> B
     pretrained: False keeps the architecture of `path` but drops its weights (a fresh BERT of the same shape).
   """
   source_path = path or packaged_bert_path()
-  config, params, source = _load(transformers.FlaxBertModel, source_path, 'bert', 'BERT')
+  if pretrained:
+    config, params, source = _load(transformers.FlaxBertModel, source_path, 'bert', 'BERT')
+  else:  # Only the architecture: config.json is enough (no weights are read).
+    config, params, source = _load_config(transformers.BertConfig, source_path, 'BERT'), None, source_path
   if not path:
     source = f'packaged:{PACKAGED_BERT}'
   if num_layers:
@@ -116,8 +130,9 @@ def load_bert(path: str = '', num_layers: int = 0, pretrained: bool = True) -> B
       raise ConfigError(f'bert_layers={num_layers} but the BERT at {source_path!r} has only '
                         f'{config.num_hidden_layers} layers.')
     config.num_hidden_layers = num_layers
-    layers = params['encoder']['layer']
-    params['encoder']['layer'] = {str(i): layers[str(i)] for i in range(num_layers)}
+    if params is not None:
+      layers = params['encoder']['layer']
+      params['encoder']['layer'] = {str(i): layers[str(i)] for i in range(num_layers)}
   if not pretrained:
     return Backbone(config, None, f'fresh (architecture of {source})')
   return Backbone(config, params, source)

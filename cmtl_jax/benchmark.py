@@ -141,6 +141,37 @@ def torch_step(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
                                        learning_rate=config.learning_rate, steps=steps, seed=seed)
 
 
+def check_against_cpu(config, *, num_classes: int = 10, steps: int = 3, seed: int = 0, rtol: float = 2e-2) -> dict:
+  """The same logits and short training run on the default device and on the host CPU (jax's CPU backend),
+  compared: accelerators may compute float32 matmuls in TF32, so agreement is to `rtol` of the values' scale."""
+  model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
+  tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
+  images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
+  beit = model.beit_config
+  out = {}
+  for name, device in (('device', jax.devices()[0]), ('cpu', jax.devices('cpu')[0])):
+    with jax.default_device(device):
+      p, im, lb = jax.device_put((params, images, labels), device)
+      pixels = data.preprocess(im[:8], beit.image_size, beit.num_channels)
+      logits = jax.jit(lambda q, x: model.apply({'params': q}, x))(p, pixels)
+      epoch = jax.jit(train.make_train_epoch(model, tx, batch_size=config.batch_size, steps=steps))
+      state, loss = epoch(train.init_state(p, tx), jax.random.key(seed + 1), im, lb,
+                          jnp.arange(len(labels), dtype=jnp.int32))
+      out[name] = {'logits': np.asarray(logits, np.float32), 'loss': float(loss),
+                   'head': np.asarray(state['params']['head']['kernel'], np.float32)}
+  scale = lambda x: float(np.abs(x).max()) + 1e-6
+  result = {'device': str(jax.devices()[0]),
+            'logits_max_diff': float(np.abs(out['device']['logits'] - out['cpu']['logits']).max()),
+            'logits_scale': scale(out['cpu']['logits']), 'loss_device': out['device']['loss'],
+            'loss_cpu': out['cpu']['loss'],
+            'head_max_diff': float(np.abs(out['device']['head'] - out['cpu']['head']).max()),
+            'head_scale': scale(out['cpu']['head'])}
+  result['ok'] = bool(result['logits_max_diff'] <= rtol * result['logits_scale'] and
+                      abs(result['loss_device'] - result['loss_cpu']) <= rtol * abs(result['loss_cpu']) and
+                      result['head_max_diff'] <= rtol * result['head_scale'])
+  return result
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The grid: stacked vs loop, halving vs exhaustive.
 
@@ -213,16 +244,24 @@ def halving_vs_exhaustive(config, *, dataset: Optional[data.Dataset] = None) -> 
 # ---------------------------------------------------------------------------------------------------------------
 # All of it.
 
-PARTS = ('mfu', 'torch', 'stacked', 'halving')
+PARTS = ('check', 'mfu', 'torch', 'stacked', 'halving')
 
 
 def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, stacked_epochs: int = 3,
         vmap_widths: Sequence[int] = (1,), log=print) -> dict:
   """Runs the chosen `parts` in one process and returns `benchmark.json`'s content (keys `step_mfu`,
-  `torch_speedup`, `stacked_over_loop`, `halving_epoch_fraction`; None for a part not run)."""
+  `torch_speedup`, `stacked_over_loop`, `halving_epoch_fraction`; None for a part not run; `check`: the device
+  against the CPU)."""
   from cmtl_jax import experiment  # pylint: disable=g-import-not-at-top
   result = {'machine': experiment.machine(), 'backend': jax.default_backend(), 'parts': list(parts),
             'step_mfu': None, 'torch_speedup': None, 'stacked_over_loop': None, 'halving_epoch_fraction': None}
+  if 'check' in parts:
+    result['check'] = check_against_cpu(config)
+    if log:
+      c = result['check']
+      log(f'{c["device"]} vs CPU: logits differ by {c["logits_max_diff"]:.2e} (scale {c["logits_scale"]:.2e}), '
+          f'loss {c["loss_device"]:.6f} vs {c["loss_cpu"]:.6f}, trained head by {c["head_max_diff"]:.2e}: '
+          f'{"OK" if c["ok"] else "MISMATCH"}')
   if 'mfu' in parts or 'torch' in parts:
     dtypes = ('float32',) if jax.default_backend() == 'cpu' else ('float32', 'bfloat16')
     before = {d: matmul_peak(d) for d in dtypes}

@@ -21,7 +21,8 @@ def base_config() -> ml_collections.ConfigDict:
   """Every key the library reads, with its default."""
   c = ml_collections.ConfigDict()
   # Data.
-  c.dataset = 'digits'          # 'digits', 'fashion_mnist', or any TFDS dataset prepared as array_record.
+  c.dataset = 'digits'          # 'digits', 'fashion_mnist', any TFDS dataset prepared as array_record, or
+                                # 'synthetic' (random images of digits' shape: benchmarks without data).
   c.data_dir = ''               # TFDS data dir; '' = ~/tensorflow_datasets.
   c.manual_dir = ''             # Where raw files live for builders that need them ('' = builder default).
   c.image_key = 'image'         # Feature names for TFDS datasets other than ours.

@@ -11,13 +11,20 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow_datasets as tfds
 from sklearn import model_selection
 
-from cmtl_jax import datasets
 from cmtl_jax.errors import ConfigError, MissingPathError
 
-BUILTIN = {'digits': datasets.Digits, 'fashion_mnist': datasets.FashionMnistIdx}
+BUILTIN = ('digits', 'fashion_mnist')  # Our TFDS builders (cmtl_jax/datasets.py).
+SYNTHETIC = 'synthetic'  # Random images of digits' shape, for benchmarks where no dataset can be read.
+
+
+def synthetic_images(seed: int = 0, num_examples: int = 1797, size: int = 8, num_classes: int = 10):
+  """Random uint8 images `[N, size, size, 1]` and balanced labels `[N]` (digits' shape by default): timing
+  only, nothing to learn."""
+  rng = np.random.RandomState(seed)
+  images = rng.randint(0, 256, (num_examples, size, size, 1)).astype(np.uint8)
+  return images, (np.arange(num_examples) % num_classes).astype(np.int32)
 
 
 @dataclasses.dataclass
@@ -57,9 +64,13 @@ def _read_split(builder, split: str, image_key: str, label_key: str):
 
 
 def _builder(name: str, data_dir: str, manual_dir: str):
+  # TFDS is imported when a dataset is read, so that the rest of the library (models, the grid on arrays one
+  # builds, the benchmark) works where tensorflow-datasets is not installed.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from cmtl_jax import datasets  # pylint: disable=g-import-not-at-top
   data_dir = os.path.expanduser(data_dir) if data_dir else None
   if name in BUILTIN:
-    cls = BUILTIN[name]
+    cls = {'digits': datasets.Digits, 'fashion_mnist': datasets.FashionMnistIdx}[name]
     download_config = None
     if cls is datasets.FashionMnistIdx:
       manual_dir = manual_dir or datasets.FASHION_MNIST_DIR
@@ -105,11 +116,14 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
   (stratified) validation set. `train_per_class` > 0 first keeps at most that many images per class of the
   training pool (train + validation), as a low-data regime.
   """
-  builder = _builder(name, data_dir, manual_dir)
-  splits = builder.info.splits
-  label_feature = builder.info.features[label_key]
-  class_names = tuple(label_feature.names)
-  images, labels = _read_split(builder, 'train', image_key, label_key)
+  if name == SYNTHETIC:
+    images, labels = synthetic_images(split_seed)
+    class_names, splits = tuple(str(c) for c in range(10)), ()
+  else:
+    builder = _builder(name, data_dir, manual_dir)
+    splits = builder.info.splits
+    class_names = tuple(builder.info.features[label_key].names)
+    images, labels = _read_split(builder, 'train', image_key, label_key)
   all_train = np.arange(len(labels))
   if 'test' in splits:
     test_images, test_labels = _read_split(builder, 'test', image_key, label_key)

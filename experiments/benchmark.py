@@ -8,6 +8,7 @@ measured in the same run), `torch_speedup` (PyTorch time / ours, per example; ne
 parts use --config (default: the embedded digits hybrid), the grid parts --grid_config (the digits grid); the
 halving part runs the exhaustive search and halving on it, at --grid_config.num_epochs=9 by default here.
 Fewer parts: --parts=mfu,torch. A bf16 step: --config.dtype=bfloat16 (GPU/TPU; its MFU is over the bf16 peak).
+--parts=check compares the default device with the host CPU (for GPUs/TPUs; experiments/device_check.sh).
 
 Measured: BUILD_NOTES.md, "Performance (issue 6)".
 """
@@ -26,7 +27,7 @@ _CONFIG = cli.define_config('experiments/configs/digits.py')
 _GRID_CONFIG = config_flags.DEFINE_config_file('grid_config', 'experiments/configs/digits_grid.py',
                                                'Grid config for the stacked and halving parts.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where benchmark.json is written.', required=True)
-_PARTS = flags.DEFINE_list('parts', list(benchmark.PARTS), f'Which of {", ".join(benchmark.PARTS)} to run.')
+_PARTS = flags.DEFINE_list('parts', ['mfu', 'torch', 'stacked', 'halving'], f'Which of {", ".join(benchmark.PARTS)} to run.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Training steps per timed call (step parts).')
 _STACKED_EPOCHS = flags.DEFINE_integer('stacked_epochs', 3, 'Epochs per model in the stacked part (the first, '
                                        'which compiles, is not timed).')

@@ -79,11 +79,9 @@ def train_step_flops(model, batch_size: int) -> int:
 
 
 def synthetic_data(model, num_examples: int, num_classes: int, seed: int = 0):
-  """Random uint8 images at BEiT's input size (so no resize) and labels: `([N, S, S, C], [N])` numpy."""
+  """`data.synthetic_images` at BEiT's input size and channels (so no resize): `([N, S, S, C], [N])` numpy."""
   beit = model.beit_config
-  rng = np.random.RandomState(seed)
-  images = rng.randint(0, 256, (num_examples, beit.image_size, beit.image_size, beit.num_channels), np.uint8)
-  return images, rng.randint(0, num_classes, num_examples).astype(np.int32)
+  return data.synthetic_images(seed, num_examples, beit.image_size, num_classes, beit.num_channels)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -19,11 +19,12 @@ BUILTIN = ('digits', 'fashion_mnist')  # Our TFDS builders (cmtl_jax/datasets.py
 SYNTHETIC = 'synthetic'  # Random images of digits' shape, for benchmarks where no dataset can be read.
 
 
-def synthetic_images(seed: int = 0, num_examples: int = 1797, size: int = 8, num_classes: int = 10):
-  """Random uint8 images `[N, size, size, 1]` and balanced labels `[N]` (digits' shape by default): timing
+def synthetic_images(seed: int = 0, num_examples: int = 1797, size: int = 8, num_classes: int = 10,
+                     channels: int = 1):
+  """Random uint8 images `[N, size, size, channels]` and balanced labels `[N]` (digits' shape by default): timing
   only, nothing to learn."""
   rng = np.random.RandomState(seed)
-  images = rng.randint(0, 256, (num_examples, size, size, 1)).astype(np.uint8)
+  images = rng.randint(0, 256, (num_examples, size, size, channels)).astype(np.uint8)
   return images, (np.arange(num_examples) % num_classes).astype(np.int32)
 
 

@@ -207,15 +207,12 @@ class Stack:
   def keep(self, rows) -> None:
     """Keeps only the models at positions `rows` of the current stack (in that order)."""
     rows = np.asarray(rows, np.int64)
-    if self.programs.width == 1:
-      self._chunks = [self._chunks[i] for i in rows]
-    else:
-      state, train_idx, val_idx, raw = (self._joined(k) for k in ('state', 'train', 'val', 'rng'))
-      take = lambda x: x[rows]
-      self.models = self.models[rows]
-      self._place(jax.tree.map(take, state), take(train_idx), take(val_idx), take(raw))
-      return
+    joined = None if self.programs.width == 1 else [self._joined(k) for k in ('state', 'train', 'val', 'rng')]
     self.models = self.models[rows]
+    if joined is None:
+      self._chunks = [self._chunks[i] for i in rows]
+    else:  # Re-cut the kept models into chunks (a new chunk size compiles once more).
+      self._place(*(jax.tree.map(lambda x: x[rows], part) for part in joined))
 
   def train(self, until_epoch: int, images, labels, on_epoch: Optional[Callable] = None) -> dict:
     """Trains every model from its current epoch to `until_epoch`, scoring the validation folds after each.

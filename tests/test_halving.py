@@ -1,6 +1,8 @@
 """Successive halving: the schedule, and on digits the exhaustive search's best cell reaches the last round with the
 exhaustive search's scores, for a fraction of its epochs."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -8,6 +10,10 @@ import cmtl_jax
 from cmtl_jax import grid
 from cmtl_jax import halving
 from cmtl_jax import metrics as metrics_lib
+from cmtl_jax import model as model_lib
+from cmtl_jax import optim
+from cmtl_jax import stacked
+from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 
 
@@ -56,3 +62,31 @@ def test_halving_keeps_the_exhaustive_best_cell_with_its_scores(tiny_config):
   best_two = sorted(first, key=lambda c: -first[c])[:2]
   assert sorted(best_two) == sorted(tuple(sorted(c.items())) for c in final_cells)
   assert results['rank_test_accuracy'][last].min() == 1 and results['rank_test_accuracy'][:6].min() == 3
+
+
+def test_a_vectorised_stack_continues_the_models_it_keeps(tiny_config):
+  # Halving's `keep` on the vectorised path (the one-by-one path is the test above): models 2 and 0 of a stack of
+  # 3, kept after epoch 1, train on as the same two models trained for 2 epochs in a stack of their own.
+  digits = cmtl_jax.load_dataset(tiny_config)
+  model, params, pretrained, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  steps = train.steps_per_epoch(len(digits.train), 64)
+  tx = optim.from_config(grid.apply_params(tiny_config, {'num_epochs': 2}), steps_per_epoch=steps,
+                         pretrained=pretrained)
+  programs = stacked.make_programs(model, tx, batch_size=64, steps=steps, num_classes=10, width=0)
+  lrs = np.array([1e-4, 1e-3, 3e-3], np.float32)
+  rngs = jax.random.split(jax.random.key(3), 3)
+  staged = cmtl_jax.data.stage(digits)
+
+  def new_stack(rows):
+    rows = np.array(rows)
+    return stacked.Stack(programs, jax.tree.map(lambda x: jnp.stack([x] * len(rows)), params), lrs[rows],
+                         np.stack([digits.train] * len(rows)), np.stack([digits.val] * len(rows)), rngs[rows])
+
+  kept = new_stack([0, 1, 2])
+  kept.train(1, *staged)
+  kept.keep([2, 0])
+  history = kept.train(2, *staged)
+  alone = new_stack([2, 0]).train(2, *staged)
+  assert list(kept.models) == [2, 0]
+  np.testing.assert_allclose(history['loss'][:, 0], alone['loss'][:, 1], rtol=1e-4)  # Vectorised: float32 rounding.
+  np.testing.assert_allclose(history['accuracy'][:, 0], alone['accuracy'][:, 1], atol=2 / len(digits.val))

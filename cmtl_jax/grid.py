@@ -181,13 +181,17 @@ def cv_results(cells: list, fold_scores: dict, fit_times: np.ndarray, score_time
 
 
 def pick_epoch(history: dict, score_epoch: str, refit: str) -> dict:
-  """Per-model scores at the last epoch, or at each model's best epoch of the `refit` metric."""
+  """Per-model scores at the last epoch, or at each model's best epoch of the `refit` metric, with `epoch`
+  (1-based) and `diverged`: a fit that diverged at any epoch scores NaN whichever epoch is picked (sklearn's
+  error_score=nan)."""
   if score_epoch == 'last':
     at = np.full(history[refit].shape[0], history[refit].shape[1] - 1)
   else:
     at = np.argmax(np.nan_to_num(history[refit], nan=-np.inf), axis=1)
   rows = np.arange(len(at))
-  return {**{k: history[k][rows, at] for k in metrics_lib.METRICS}, 'epoch': at + 1}
+  diverged = ~np.all(np.isfinite(history['loss']) & np.isfinite(history['accuracy']), axis=1)
+  return {**{k: np.where(diverged, np.nan, history[k][rows, at]) for k in metrics_lib.METRICS},
+          'epoch': at + 1, 'diverged': diverged}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -367,13 +371,11 @@ class GridSearchCV:
       result = done[group.index]
       history = {k: np.asarray(v, np.float64) for k, v in result['history'].items()}
       picked = pick_epoch(history, self.score_epoch_, self.refit or 'accuracy')
-      # A fit that diverged at any epoch scores NaN whichever epoch is picked (sklearn's error_score=nan).
-      diverged = ~np.all(np.isfinite(history['loss']) & np.isfinite(history['accuracy']), axis=1)
       for j, cell in enumerate(result['cells']):
         rows = slice(j * self.cv, (j + 1) * self.cv)
         for m in metrics_lib.METRICS:
-          fold_scores[m][cell] = np.where(diverged[rows], np.nan, picked[m][rows])
-        self.diverged_[cell] = diverged[rows]
+          fold_scores[m][cell] = picked[m][rows]
+        self.diverged_[cell] = picked['diverged'][rows]
         epochs[cell] = picked['epoch'][rows]
         fit_times[cell] = result['seconds'] / result['num_models']
         self.histories_[cell] = {k: v[rows] for k, v in history.items()}

@@ -127,10 +127,7 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     """Per-fold scores of a cell at the end of its latest round (NaN for folds that diverged)."""
     fold_history = {k: np.array([history[(cell, f)][k] for f in range(self.cv)], np.float64)
                     for k in history[(cell, 0)]}
-    picked = grid.pick_epoch(fold_history, self.score_epoch_, self.refit or 'accuracy')
-    diverged = ~np.all(np.isfinite(fold_history['loss']) & np.isfinite(fold_history['accuracy']), axis=1)
-    return {**{m: np.where(diverged, np.nan, picked[m]) for m in metrics_lib.METRICS},
-            'epoch': picked['epoch'], 'diverged': diverged}
+    return grid.pick_epoch(fold_history, self.score_epoch_, self.refit or 'accuracy')
 
   def _collect_rounds(self, rows: list, history: dict) -> None:
     cells = [self.cells[cell] for cell, *_ in rows]

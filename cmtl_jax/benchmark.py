@@ -94,9 +94,14 @@ def _xla_flops(stage) -> float:
   return float(cost.get('flops', np.nan)) if cost else np.nan
 
 
-def time_train_step(config, *, num_classes: int = 10, steps: int = 20, repeats: int = 3, seed: int = 0) -> dict:
-  """Seconds per training step of the model `config` describes (its batch size, optimiser and dtype) on synthetic
-  data: the best of `repeats` compiled epochs of `steps` steps each (compilation excluded)."""
+def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0):
+  """Compiles one epoch of `steps` training steps of the model `config` describes (its batch size, optimiser and
+  dtype) on synthetic data and runs it once.
+
+  Returns:
+    (timer, info): `timer()` runs the epoch again and returns its seconds per step (compilation excluded); `info`
+    has `model_flops_per_step`, `xla_flops_per_step` (NaN where the backend gives no count), `batch_size`, `dtype`.
+  """
   model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
@@ -114,31 +119,63 @@ def time_train_step(config, *, num_classes: int = 10, steps: int = 20, repeats: 
   one, two = _xla_flops(lowered_epoch(1)), _xla_flops(lowered_epoch(2))
   xla_per_step = two - one if two > 1.5 * one else one
   epoch = lowered_epoch(steps).compile()
-  state = train.init_state(params, tx)
-  state, loss = epoch(state, jax.random.key(1), images, labels, train_idx)
-  loss.block_until_ready()
-  best = np.inf
-  for r in range(repeats):
+  box = {'state': train.init_state(params, tx), 'calls': 0}
+
+  def timer() -> float:
+    box['calls'] += 1
     start = time.perf_counter()
-    state, loss = epoch(state, jax.random.key(2 + r), images, labels, train_idx)
+    box['state'], loss = epoch(box['state'], jax.random.key(box['calls']), images, labels, train_idx)
     loss.block_until_ready()
-    best = min(best, time.perf_counter() - start)
-  model_flops = train_step_flops(model, config.batch_size)
-  return {'seconds_per_step': best / steps, 'seconds_per_example': best / steps / config.batch_size,
-          'model_flops_per_step': model_flops, 'xla_flops_per_step': xla_per_step,
-          'model_flops_per_second': model_flops * steps / best, 'batch_size': config.batch_size,
-          'dtype': config.dtype, 'loss_finite': bool(np.isfinite(float(loss)))}
+    seconds = time.perf_counter() - start
+    if not np.isfinite(float(loss)):
+      raise FloatingPointError(f'the benchmarked step diverged (loss {float(loss)}).')
+    return seconds / steps
+
+  timer()  # Warm-up: the first call of a compiled program also allocates.
+  return timer, {'model_flops_per_step': train_step_flops(model, config.batch_size), 'xla_flops_per_step':
+                 xla_per_step, 'batch_size': config.batch_size, 'dtype': config.dtype}
 
 
-def torch_step(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0) -> Optional[dict]:
-  """The PyTorch eager twin's `train_step_seconds` on the same synthetic data, or None without torch."""
+def torch_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0):
+  """The PyTorch eager twin of the same model, batch, optimiser and synthetic data, warmed up: `(timer, info)` as
+  `step_timer` (timer() = median seconds of `steps` eager steps), or None without torch."""
   if not torch_twin.available():
     return None
   model, _, _, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
   images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
-  return torch_twin.train_step_seconds(model.beit_config, model.bert_config, num_classes, images, labels,
-                                       batch_size=config.batch_size, optimizer=config.optimizer,
-                                       learning_rate=config.learning_rate, steps=steps, seed=seed)
+  return torch_twin.step_timer(model.beit_config, model.bert_config, num_classes, images, labels,
+                               batch_size=config.batch_size, optimizer=config.optimizer,
+                               learning_rate=config.learning_rate, steps=steps, seed=seed)
+
+
+def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = False, num_classes: int = 10) -> dict:
+  """MFU (and the PyTorch ratio) in interleaved rounds: each round measures the matmul peak, our step and the
+  twin's step back to back, and forms its ratios from those; the result is the median round. A machine whose speed
+  drifts (a shared VM) then moves numerator and denominator together instead of biasing one of them."""
+  dtypes = ('float32',) if jax.default_backend() == 'cpu' else ('float32', 'bfloat16')
+  ours, info = step_timer(config, steps=steps, num_classes=num_classes)
+  twin = torch_timer(config, steps=steps, num_classes=num_classes) if with_torch else None
+  per_round = []
+  for _ in range(rounds):
+    peaks = {d: matmul_peak(d) for d in dtypes}
+    peak = peaks.get(config.dtype, peaks['float32'])
+    row = {'matmul_peak_flops': peaks, 'seconds_per_step': ours()}
+    row['step_mfu'] = info['model_flops_per_step'] / row['seconds_per_step'] / peak
+    if twin is not None:
+      row['torch_seconds_per_step'] = twin[0]()
+      row['torch_speedup'] = row['torch_seconds_per_step'] / row['seconds_per_step']
+    per_round.append(row)
+  median = lambda key: float(np.median([r[key] for r in per_round]))
+  step = {**info, 'seconds_per_step': median('seconds_per_step'),
+          'seconds_per_example': median('seconds_per_step') / config.batch_size,
+          'model_flops_per_second': info['model_flops_per_step'] / median('seconds_per_step')}
+  result = {'rounds': per_round, 'step': step, 'step_mfu': median('step_mfu'),
+            'matmul_peak_flops': {d: float(np.median([r['matmul_peak_flops'][d] for r in per_round]))
+                                  for d in dtypes}}
+  if twin is not None:
+    result['torch'] = {**twin[1], 'seconds_per_step': median('torch_seconds_per_step')}
+    result['torch_speedup'] = median('torch_speedup')
+  return result
 
 
 def check_against_cpu(config, *, num_classes: int = 10, steps: int = 3, seed: int = 0, rtol: float = 2e-2) -> dict:
@@ -247,8 +284,8 @@ def halving_vs_exhaustive(config, *, dataset: Optional[data.Dataset] = None) -> 
 PARTS = ('check', 'mfu', 'torch', 'stacked', 'halving')
 
 
-def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, stacked_epochs: int = 3,
-        vmap_widths: Sequence[int] = (1,), log=print) -> dict:
+def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, rounds: int = 5,
+        stacked_epochs: int = 3, vmap_widths: Sequence[int] = (1,), log=print) -> dict:
   """Runs the chosen `parts` in one process and returns `benchmark.json`'s content (keys `step_mfu`,
   `torch_speedup`, `stacked_over_loop`, `halving_epoch_fraction`; None for a part not run; `check`: the device
   against the CPU)."""
@@ -263,30 +300,26 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, s
           f'loss {c["loss_device"]:.6f} vs {c["loss_cpu"]:.6f}, trained head by {c["head_max_diff"]:.2e}: '
           f'{"OK" if c["ok"] else "MISMATCH"}')
   if 'mfu' in parts or 'torch' in parts:
-    dtypes = ('float32',) if jax.default_backend() == 'cpu' else ('float32', 'bfloat16')
-    before = {d: matmul_peak(d) for d in dtypes}
-    step = time_train_step(config, steps=steps)
-    # The peak is measured before and after the step and the higher taken: on a shared machine the step's ratio
-    # is then, if anything, understated.
-    result['matmul_peak_flops'] = {d: max(before[d], matmul_peak(d)) for d in dtypes}
-    peak = result['matmul_peak_flops'].get(config.dtype, result['matmul_peak_flops']['float32'])
-    result['step'] = step
-    result['step_mfu'] = step['model_flops_per_second'] / peak
+    timed = time_steps(config, rounds=rounds, steps=steps, with_torch='torch' in parts)
+    result.update(timed)
+    step = timed['step']
     if log:
-      log(f'train step ({config.dtype}, batch {config.batch_size}): {1e3 * step["seconds_per_step"]:.2f} ms, '
-          f'{step["model_flops_per_second"] / 1e9:.1f} model GFLOP/s of a {peak / 1e9:.1f} GFLOP/s matmul peak: '
+      for i, r in enumerate(timed['rounds']):
+        peak = r['matmul_peak_flops'].get(config.dtype, r['matmul_peak_flops']['float32'])
+        line = (f'round {i + 1}: peak {peak / 1e9:.1f} GFLOP/s, step {1e3 * r["seconds_per_step"]:.2f} ms, '
+                f'MFU {r["step_mfu"]:.3f}')
+        if 'torch_speedup' in r:
+          line += f', PyTorch {1e3 * r["torch_seconds_per_step"]:.2f} ms: torch / ours {r["torch_speedup"]:.2f}'
+        log(line)
+      log(f'train step ({config.dtype}, batch {config.batch_size}), median of {rounds} rounds: '
+          f'{1e3 * step["seconds_per_step"]:.2f} ms, {step["model_flops_per_second"] / 1e9:.1f} model GFLOP/s: '
           f'MFU {result["step_mfu"]:.3f} (XLA counts {step["xla_flops_per_step"] / step["model_flops_per_step"]:.2f}x '
           f'the model FLOPs)')
-  if 'torch' in parts:
-    twin = torch_step(config, steps=steps)
-    result['torch'] = twin
-    if twin is not None:
-      result['torch_speedup'] = twin['seconds_per_example'] / result['step']['seconds_per_example']
-      if log:
-        log(f'PyTorch {twin["torch_version"]} eager ({twin["threads"]} threads): '
-            f'{1e3 * twin["seconds_per_step"]:.2f} ms/step; torch / ours = {result["torch_speedup"]:.2f}')
-    elif log:
-      log('PyTorch not installed (pip install torch==2.13.0): torch_speedup skipped')
+      if 'torch' in parts and result['torch_speedup'] is None:
+        log('PyTorch not installed (pip install torch==2.13.0): torch_speedup skipped')
+      elif 'torch' in parts:
+        log(f'PyTorch {result["torch"]["torch_version"]} eager ({result["torch"]["threads"]} threads): '
+            f'{1e3 * result["torch"]["seconds_per_step"]:.2f} ms/step; torch / ours = {result["torch_speedup"]:.2f}')
   if 'stacked' in parts:
     result['stacked'] = stacked_vs_loop(grid_config, epochs=stacked_epochs, vmap_widths=vmap_widths)
     result['stacked_over_loop'] = result['stacked']['stacked_over_loop']

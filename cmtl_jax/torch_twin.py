@@ -169,23 +169,23 @@ def count_parameters(module) -> int:
   return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
-def train_step_seconds(beit_config, bert_config, num_classes: int, images: np.ndarray, labels: np.ndarray, *,
-                       batch_size: int, optimizer: str = 'adam', learning_rate: float = 1e-4, steps: int = 20,
-                       warmup_steps: int = 3, threads: int = 0, seed: int = 0) -> dict:
-  """Wall time of the twin's eager training step on CPU.
+def step_timer(beit_config, bert_config, num_classes: int, images: np.ndarray, labels: np.ndarray, *,
+               batch_size: int, optimizer: str = 'adam', learning_rate: float = 1e-4, steps: int = 20,
+               warmup_steps: int = 3, threads: int = 0, seed: int = 0):
+  """The twin's eager training step on CPU, built and warmed up, ready to be timed.
 
   Args:
     beit_config, bert_config, num_classes: as `build`.
     images: uint8 `[N, H, W, C]`; labels: int `[N]`.
     batch_size: examples per step (random indices from `np.random.RandomState(seed)`, drawn before timing).
     optimizer: 'adam' or 'sgdm'; learning_rate: its constant learning rate.
-    steps: timed steps, after `warmup_steps` untimed ones.
-    threads: torch intra-op threads when > 0 (restored afterwards), else torch's default.
+    steps: steps per `timer()` call, after `warmup_steps` untimed ones here.
+    threads: torch intra-op threads while timing when > 0 (restored afterwards), else torch's default.
     seed: `torch.manual_seed` (init, dropout, drop path) and the index draws.
 
   Returns:
-    {'seconds_per_step': median wall seconds of a whole step (gather, preprocess, forward, backward, clip,
-     update), 'seconds_per_example': that / batch_size, 'threads', 'torch_version', 'parameters' (trainable)}.
+    (timer, info): `timer()` runs `steps` steps and returns the median wall seconds of one whole step (gather,
+    preprocess, forward, backward, clip, update); info: 'threads', 'torch_version', 'parameters' (trainable).
   """
   import torch  # pylint: disable=g-import-not-at-top
   if steps < 1:
@@ -194,29 +194,32 @@ def train_step_seconds(beit_config, bert_config, num_classes: int, images: np.nd
   labels = np.asarray(labels)
   if images.dtype != np.uint8 or images.ndim != 4:
     raise ValueError(f'images must be uint8 [N, H, W, C], got {images.dtype} {images.shape}.')
-  previous_threads = torch.get_num_threads()
-  if threads > 0:
-    torch.set_num_threads(threads)
-  try:
-    torch.manual_seed(seed)
-    module = build(beit_config, bert_config, num_classes)
-    opt = make_optimizer(module, optimizer, learning_rate)
-    step = make_train_step(module, opt, torch.from_numpy(np.ascontiguousarray(images)),
-                           torch.from_numpy(labels.astype(np.int64)))
-    rng = np.random.RandomState(seed)
-    n = len(images)
-    batches = [torch.from_numpy(rng.choice(n, batch_size, replace=n < batch_size).astype(np.int64))
-               for _ in range(warmup_steps + steps)]
-    for idx in batches[:warmup_steps]:
-      step(idx)
-    times = []
-    for idx in batches[warmup_steps:]:
-      start = time.perf_counter()
-      step(idx)
-      times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
-    return {'seconds_per_step': seconds, 'seconds_per_example': seconds / batch_size,
-            'threads': torch.get_num_threads(), 'torch_version': torch.__version__,
-            'parameters': count_parameters(module)}
-  finally:
-    torch.set_num_threads(previous_threads)
+  torch.manual_seed(seed)
+  module = build(beit_config, bert_config, num_classes)
+  opt = make_optimizer(module, optimizer, learning_rate)
+  step = make_train_step(module, opt, torch.from_numpy(np.ascontiguousarray(images)),
+                         torch.from_numpy(labels.astype(np.int64)))
+  rng = np.random.RandomState(seed)
+  n = len(images)
+  draw = lambda: torch.from_numpy(rng.choice(n, batch_size, replace=n < batch_size).astype(np.int64))
+
+  def timed(num_steps: int) -> float:
+    previous_threads = torch.get_num_threads()
+    if threads > 0:
+      torch.set_num_threads(threads)
+    try:
+      batches = [draw() for _ in range(num_steps)]
+      times = []
+      for idx in batches:
+        start = time.perf_counter()
+        step(idx)
+        times.append(time.perf_counter() - start)
+      return statistics.median(times)
+    finally:
+      torch.set_num_threads(previous_threads)
+
+  if warmup_steps:
+    timed(warmup_steps)
+  info = {'threads': threads or torch.get_num_threads(), 'torch_version': torch.__version__,
+          'parameters': count_parameters(module)}
+  return (lambda: timed(steps)), info

@@ -29,8 +29,11 @@ _CONFIG = cli.define_config('experiments/configs/digits.py')
 _GRID_CONFIG = config_flags.DEFINE_config_file('grid_config', 'experiments/configs/digits_grid.py',
                                                'Grid config for the stacked and halving parts.', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Where benchmark.json is written.', required=True)
-_PARTS = flags.DEFINE_list('parts', ['mfu', 'torch', 'stacked', 'halving'], f'Which of {", ".join(benchmark.PARTS)} to run.')
+_PARTS = flags.DEFINE_list('parts', ['mfu', 'torch', 'stacked', 'halving'],
+                           f'Which of {", ".join(benchmark.PARTS)} to run.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Training steps per timed call (step parts).')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds of (matmul peak, our step, PyTorch step); the ratios '
+                              'reported are the median round\'s (step parts).')
 _STACKED_EPOCHS = flags.DEFINE_integer('stacked_epochs', 3, 'Epochs per model in the stacked part (the first, '
                                        'which compiles, is not timed).')
 _VMAP_WIDTHS = flags.DEFINE_list('vmap_widths', ['1'], 'Stacked programs to time (0 = all models vectorised).')
@@ -46,7 +49,7 @@ def main(argv):
     grid_config = _GRID_CONFIG.value
     if 'halving' in _PARTS.value:
       grid_config.num_epochs = _HALVING_EPOCHS.value
-    result = benchmark.run(_CONFIG.value, grid_config, parts=_PARTS.value, steps=_STEPS.value,
+    result = benchmark.run(_CONFIG.value, grid_config, parts=_PARTS.value, steps=_STEPS.value, rounds=_ROUNDS.value,
                            stacked_epochs=_STACKED_EPOCHS.value, vmap_widths=[int(w) for w in _VMAP_WIDTHS.value])
     os.makedirs(_WORKDIR.value, exist_ok=True)
     with open(os.path.join(_WORKDIR.value, 'benchmark.json'), 'w') as f:

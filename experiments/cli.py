@@ -1,7 +1,8 @@
-"""Shared by the entry points: quiet library logs, bad input as one line on stderr with exit status 2, and the
-flags that join several processes into one run under `jax.distributed`."""
+"""Shared by the entry points: quiet library logs, bad input as one line on stderr with exit status 2, a persistent
+XLA compilation cache, and the flags that join several processes into one run under `jax.distributed`."""
 
 import contextlib
+import os
 import sys
 
 from absl import flags
@@ -11,11 +12,21 @@ from ml_collections import config_flags
 from cmtl_jax.errors import ConfigError
 
 
+_COMPILATION_CACHE = flags.DEFINE_string(
+    'compilation_cache_dir', '', 'A persistent XLA compilation cache: programs compiled once (by this run or an '
+    'earlier one) are read back instead of compiled again, e.g. the same model at every learning rate of a grid, '
+    'or a rerun. Empty = JAX\'s own setting (the JAX_COMPILATION_CACHE_DIR environment variable, else none).')
+
+
 @contextlib.contextmanager
 def one_line_errors():
-  """Runs the body; a `ConfigError` becomes `error: <message>` on stderr and exit status 2, with no traceback."""
+  """Runs the body (an entry point's main); a `ConfigError` becomes `error: <message>` on stderr and exit status 2,
+  with no traceback. Applies --compilation_cache_dir first."""
   if not flags.FLAGS['verbosity'].present:  # TFDS logs every dataset it opens at INFO; --verbosity=0 shows them.
     logging.set_verbosity(logging.WARNING)
+  if _COMPILATION_CACHE.value:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.config.update('jax_compilation_cache_dir', os.path.expanduser(_COMPILATION_CACHE.value))
   try:
     yield
   except ConfigError as e:

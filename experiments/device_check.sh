@@ -32,12 +32,17 @@ fi
 python="${PYTHON:-python3}"
 out="${OUT:-/tmp/device_check}"
 mkdir -p "$out"
+exec > >(tee "$out/log") 2>&1  # The log lands beside the results, also when the run is cut short.
 if [[ -z "${DEVICE_CHECK_NO_INSTALL:-}" ]]; then
   # Into a folder of its own, ahead on PYTHONPATH: the image's packages (transformers 5 among them) stay as they are.
   "$python" -m pip install -q --no-index --no-deps --no-compile --target /tmp/cmtl_site "$dir"/wheels/*.whl || exit 1
   export PYTHONPATH="/tmp/cmtl_site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+# One compilation cache for all stages: the loop's models (one program, each LR injected into its state) and the
+# stages' shared programs compile once.
+export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/cmtl_xla_cache}" \
+  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || true
 "$python" -c "import sys, jax, flax, optax, orbax.checkpoint, sklearn, transformers; print('python', sys.version.split()[0], \
 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'transformers', transformers.__version__, \

@@ -45,11 +45,15 @@ def test_cli_train_then_predict(tmp_path, data_dir):
   common = ['--config=experiments/configs/digits.py', f'--config.data_dir={data_dir}', '--config.num_epochs=1',
             '--config.bert_layers=1', '--config.beit.image_size=8', '--config.beit.hidden_size=32',
             '--config.beit.num_attention_heads=2', '--config.beit.intermediate_size=64']
-  run = subprocess.run([sys.executable, '-m', 'experiments.train', f'--workdir={workdir}', *common],
-                       cwd=REPO, capture_output=True, text=True, timeout=600)
+  cache = tmp_path / 'xla_cache'  # --compilation_cache_dir wins over the session's cache in the environment.
+  env = {**os.environ, 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0'}
+  run = subprocess.run([sys.executable, '-m', 'experiments.train', f'--workdir={workdir}',
+                        f'--compilation_cache_dir={cache}', *common],
+                       cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
   assert run.returncode == 0, run.stderr[-2000:]
   assert 'epoch 1/1' in run.stdout and 'ETA' in run.stdout
   assert os.path.isfile(workdir / 'metrics.json')
+  assert os.listdir(cache), 'no compiled program was written to --compilation_cache_dir'
   images = np.zeros((3, 8, 8), np.uint8)
   np.save(tmp_path / 'x.npy', images)
   run = subprocess.run([sys.executable, '-m', 'experiments.predict', f'--workdir={workdir}',

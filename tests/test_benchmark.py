@@ -1,0 +1,67 @@
+"""The benchmark's measurements: the model FLOP count against XLA's, MFU and ratios formed per interleaved round,
+and the PyTorch twin built to the same size."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmtl_jax import benchmark
+from cmtl_jax import model as model_lib
+
+
+def _xla_forward_flops(model, params, batch_size):
+  beit = model.beit_config
+  pixels = jnp.zeros((batch_size, beit.image_size, beit.image_size, beit.num_channels), jnp.float32)
+  lowered = jax.jit(lambda p, x: model.apply({'params': p}, x)).lower(params, pixels)
+  return benchmark._xla_flops(lowered)  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('variant', ['hybrid', 'beit'])
+def test_model_flops_match_xla_count(tiny_config, variant):
+  tiny_config.variant = variant
+  # Wide enough that the elementwise work XLA counts beside the matmuls is a few per cent, as in real models.
+  tiny_config.beit.update(dict(num_hidden_layers=2, hidden_size=128, intermediate_size=512, image_size=32))
+  model, params, _, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  ours, xla = benchmark.forward_flops(model, 16), _xla_forward_flops(model, params, 16)
+  # XLA also counts the elementwise work (norms, softmax, GELU, biases), which the model count leaves out; a count
+  # missing a layer or the MLP would fall far below it (BEiT alone: leaving out the attention matmuls gives 1.18).
+  assert ours <= xla <= 1.12 * ours, (ours, xla)
+  assert benchmark.train_step_flops(model, 16) == 3 * ours
+  # The count scales with the batch and with depth as XLA's does.
+  assert benchmark.forward_flops(model, 32) == 2 * ours
+  tiny_config.beit.num_hidden_layers = 3
+  deeper, deeper_params, _, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  added = benchmark.forward_flops(deeper, 16) - ours
+  assert added == pytest.approx(_xla_forward_flops(deeper, deeper_params, 16) - xla, rel=0.12)
+
+
+def test_time_steps_ratios_are_per_round_medians(tiny_config):
+  result = benchmark.time_steps(tiny_config, rounds=3, steps=2)
+  assert len(result['rounds']) == 3
+  flops = result['step']['model_flops_per_step']
+  for r in result['rounds']:
+    assert r['step_mfu'] == pytest.approx(flops / r['seconds_per_step'] / r['matmul_peak_flops']['float32'])
+    assert 0 < r['step_mfu'] < 1.5
+  assert result['step_mfu'] == pytest.approx(np.median([r['step_mfu'] for r in result['rounds']]))
+  assert result['step']['seconds_per_step'] == pytest.approx(
+      np.median([r['seconds_per_step'] for r in result['rounds']]))
+  assert 'torch_speedup' not in result
+
+
+def test_run_writes_the_issue_keys(tiny_config):
+  result = benchmark.run(tiny_config, tiny_config, parts=['mfu'], steps=2, rounds=1, log=None)
+  assert set(result) >= {'step_mfu', 'torch_speedup', 'stacked_over_loop', 'halving_epoch_fraction', 'machine'}
+  assert result['step_mfu'] > 0 and result['torch_speedup'] is None and result['stacked_over_loop'] is None
+
+
+def test_torch_twin_has_our_size_and_trains(tiny_config):
+  pytest.importorskip('torch')
+  tiny_config.learning_rate = 1e-3
+  model, params, _, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  timed = benchmark.torch_timer(tiny_config, steps=2)
+  assert timed is not None
+  timer, info = timed
+  ours = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+  assert info['parameters'] == ours
+  assert timer() > 0

@@ -100,7 +100,8 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
 
   Returns:
     (timer, info): `timer()` runs the epoch again and returns its seconds per step (compilation excluded); `info`
-    has `model_flops_per_step`, `xla_flops_per_step` (NaN where the backend gives no count), `batch_size`, `dtype`.
+    has `model_flops_per_step`, `xla_flops_per_step` (NaN where the backend gives no count), `batch_size`, `dtype`
+    and `loss_finite` (every timed epoch's loss so far).
   """
   model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
@@ -127,13 +128,13 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
     box['state'], loss = epoch(box['state'], jax.random.key(box['calls']), images, labels, train_idx)
     loss.block_until_ready()
     seconds = time.perf_counter() - start
-    if not np.isfinite(float(loss)):
-      raise FloatingPointError(f'the benchmarked step diverged (loss {float(loss)}).')
+    info['loss_finite'] = info['loss_finite'] and bool(np.isfinite(float(loss)))
     return seconds / steps
 
+  info = {'model_flops_per_step': train_step_flops(model, config.batch_size), 'xla_flops_per_step': xla_per_step,
+          'batch_size': config.batch_size, 'dtype': config.dtype, 'loss_finite': True}
   timer()  # Warm-up: the first call of a compiled program also allocates.
-  return timer, {'model_flops_per_step': train_step_flops(model, config.batch_size), 'xla_flops_per_step':
-                 xla_per_step, 'batch_size': config.batch_size, 'dtype': config.dtype}
+  return timer, info
 
 
 def torch_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0):

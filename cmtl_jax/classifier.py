@@ -17,8 +17,8 @@ CHECKPOINT_DIR = 'checkpoint'
 
 
 def save(workdir: str, params, metadata: dict, step: int = 0) -> str:
-  """Writes params and metadata (must hold `beit_config`, `bert_config`, `class_names`, `pooling`, `bridge_norm`)
-  under `<workdir>/checkpoint/<step>`; returns that directory."""
+  """Writes params and metadata (must hold `beit_config`, `bert_config`, `class_names`, `pooling`, `bridge_norm`;
+  `dtype`, the compute dtype, defaults to float32) under `<workdir>/checkpoint/<step>`; returns that directory."""
   directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
   with ocp.CheckpointManager(directory, item_names=('params', 'metadata')) as manager:
     manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
@@ -52,7 +52,7 @@ class Classifier:
       bert_config = (transformers.BertConfig.from_dict(metadata['bert_config'])
                      if metadata['bert_config'] else None)
       model = model_lib.build(beit_config, bert_config, len(metadata['class_names']), metadata['pooling'],
-                              metadata['bridge_norm'])
+                              metadata['bridge_norm'], jnp.dtype(metadata.get('dtype', 'float32')))
       abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))
       params = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract))).params
     return cls(model, params, metadata)

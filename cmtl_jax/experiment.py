@@ -7,6 +7,7 @@ import shutil
 import time
 
 import jax
+import jax.numpy as jnp
 
 from cmtl_jax import ablation as ablation_lib
 from cmtl_jax import classifier
@@ -70,7 +71,8 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
     metadata = {'beit_config': model.beit_config.to_dict(),
                 'bert_config': model.bert_config.to_dict() if model.bert_config else None,
                 'class_names': list(dataset.class_names), 'pooling': model.pooling,
-                'bridge_norm': model.bridge_norm, 'pretrained': sources, 'config': config.to_dict()}
+                'bridge_norm': model.bridge_norm, 'dtype': jnp.dtype(model.dtype).name, 'pretrained': sources,
+                'config': config.to_dict()}
     classifier.save(workdir, params, metadata)
     with report.atomic(os.path.join(workdir, 'metrics.json')) as tmp, open(tmp, 'w') as f:
       json.dump(results, f, indent=2)

@@ -46,7 +46,7 @@ def test_time_steps_ratios_are_per_round_medians(tiny_config):
   assert result['step_mfu'] == pytest.approx(np.median([r['step_mfu'] for r in result['rounds']]))
   assert result['step']['seconds_per_step'] == pytest.approx(
       np.median([r['seconds_per_step'] for r in result['rounds']]))
-  assert 'torch_speedup' not in result
+  assert 'torch_speedup' not in result and result['step']['loss_finite']
 
 
 def test_run_writes_the_issue_keys(tiny_config):

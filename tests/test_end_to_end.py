@@ -13,9 +13,10 @@ import cmtl_jax
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.mark.parametrize('variant', ['hybrid', 'beit'])
-def test_train_save_reload_predict(tiny_config, tmp_path, variant):
+@pytest.mark.parametrize('variant,dtype', [('hybrid', 'float32'), ('beit', 'bfloat16')])
+def test_train_save_reload_predict(tiny_config, tmp_path, variant, dtype):
   tiny_config.variant = variant
+  tiny_config.dtype = dtype
   tiny_config.num_epochs = 2
   results = cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path), log=None)
   with open(tmp_path / 'metrics.json') as f:
@@ -33,6 +34,7 @@ def test_train_save_reload_predict(tiny_config, tmp_path, variant):
 
   classifier = cmtl_jax.Classifier.load(str(tmp_path))
   assert (classifier.model.bert_config is None) == (variant == 'beit')
+  assert classifier.model.dtype == np.dtype(dtype)  # It predicts as it was trained and scored.
   dataset = cmtl_jax.load_dataset(tiny_config)
   predictions = classifier.predict(dataset.images[dataset.test])
   accuracy = np.mean(predictions == dataset.labels[dataset.test])

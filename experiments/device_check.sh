@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One GPU check for issue 6, under 8 minutes on one H100, installing nothing from the network.
+# One GPU check for issue 6, installing nothing from the network; the issue asks for under 8 minutes on one H100.
+# Its first run (one H200, 2026-11-28) took longer: 580 s did not finish stage 2; stages since share a compilation
+# cache (BUILD_NOTES.md, "GPU").
 #
 #   bash experiments/device_check.sh prepare   # here (the dev machine, with PyPI): wheels + configs in .device/
 #   bash experiments/device_check.sh           # there, e.g. through the device tool with carry ['.device']:

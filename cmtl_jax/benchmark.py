@@ -156,14 +156,15 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
   dtypes = ('float32',) if jax.default_backend() == 'cpu' else ('float32', 'bfloat16')
   ours, info = step_timer(config, steps=steps, num_classes=num_classes)
   twin = torch_timer(config, steps=steps, num_classes=num_classes) if with_torch else None
+  twin_timer, twin_info = twin if twin is not None else (None, None)
   per_round = []
   for _ in range(rounds):
     peaks = {d: matmul_peak(d) for d in dtypes}
     peak = peaks.get(config.dtype, peaks['float32'])
     row = {'matmul_peak_flops': peaks, 'seconds_per_step': ours()}
     row['step_mfu'] = info['model_flops_per_step'] / row['seconds_per_step'] / peak
-    if twin is not None:
-      row['torch_seconds_per_step'] = twin[0]()
+    if twin_timer is not None:
+      row['torch_seconds_per_step'] = twin_timer()
       row['torch_speedup'] = row['torch_seconds_per_step'] / row['seconds_per_step']
     per_round.append(row)
   median = lambda key: float(np.median([r[key] for r in per_round]))
@@ -173,8 +174,8 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
   result = {'rounds': per_round, 'step': step, 'step_mfu': median('step_mfu'),
             'matmul_peak_flops': {d: float(np.median([r['matmul_peak_flops'][d] for r in per_round]))
                                   for d in dtypes}}
-  if twin is not None:
-    result['torch'] = {**twin[1], 'seconds_per_step': median('torch_seconds_per_step')}
+  if twin_timer is not None:
+    result['torch'] = {**twin_info, 'seconds_per_step': median('torch_seconds_per_step')}
     result['torch_speedup'] = median('torch_speedup')
   return result
 

@@ -29,7 +29,7 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
 def init_state(params, tx) -> dict:
   """The train state `{'params', 'opt', 'finite'}`; params are copied, so donating the state to a step never
   deletes the caller's arrays (e.g. pretrained weights shared by several models). `finite` turns False for good
-  at the first step whose loss or update is NaN/inf: from then on the model no longer updates (diverged)."""
+  at the first step whose loss or update is NaN/inf: from then on the params no longer change (diverged)."""
   params = jax.tree.map(jnp.array, params)
   return {'params': params, 'opt': tx.init(params), 'finite': jnp.array(True)}
 
@@ -73,14 +73,14 @@ def make_train_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing:
     pixels = data.preprocess(images[idx], beit.image_size, beit.num_channels)
     loss, grads = jax.value_and_grad(loss_fn)(state['params'], pixels, labels[idx], rng)
     updates, opt = tx.update(grads, state['opt'], state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    # A non-finite loss or update marks the model diverged and the step is dropped: the state stays as it was.
+    # A non-finite loss or update marks the model diverged for good, and its parameters stop moving: they stay the
+    # last finite ones. The optimiser state is not rolled back (a diverged model never uses it again): selecting
+    # old-or-new moments was two extra passes over the parameters' size per step (~5 % of a CPU step, measured).
     finite = state['finite'] & jnp.isfinite(loss)
     for update in jax.tree.leaves(updates):
       finite &= jnp.all(jnp.isfinite(update))
-    keep = lambda new, old: jnp.where(finite, new, old)
-    return {'params': jax.tree.map(keep, params, state['params']), 'opt': jax.tree.map(keep, opt, state['opt']),
-            'finite': finite}, loss
+    params = jax.tree.map(lambda p, u: jnp.where(finite, (p + u).astype(p.dtype), p), state['params'], updates)
+    return {'params': params, 'opt': opt, 'finite': finite}, loss
 
   def train_epoch(state, rng, images, labels, train_idx):
     order_rng, step_rng = jax.random.split(rng)

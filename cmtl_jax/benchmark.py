@@ -5,11 +5,18 @@
 - `stacked_over_loop`: one grid group trained as a stack vs the same models one by one through `train.fit`.
 - `halving_epoch_fraction`: model-epochs of successive halving over those of the exhaustive search, and whether
   both pick the same cell.
+- `profile` (no ratio): where the step's time goes, per kind of HLO instruction, from a `jax.profiler` trace.
 
 Model FLOPs are counted from the architecture (`train_step_flops`: matmuls and attention, backward = 2x forward),
 the usual MFU convention; XLA's own count of the compiled step (`cost_analysis`) is reported beside it.
 """
 
+import collections
+import glob
+import gzip
+import json
+import re
+import tempfile
 import time
 from typing import Optional, Sequence
 
@@ -134,7 +141,52 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
   info = {'model_flops_per_step': train_step_flops(model, config.batch_size), 'xla_flops_per_step': xla_per_step,
           'batch_size': config.batch_size, 'dtype': config.dtype, 'loss_finite': True}
   timer()  # Warm-up: the first call of a compiled program also allocates.
+  timer.compiled = epoch
   return timer, info
+
+
+def _op_kind(hlo_op: str) -> str:
+  """`ynn_fusion.128` -> `ynn_fusion`: the kind of an HLO instruction, from its name."""
+  return re.sub(r'[._]\d+$', '', hlo_op)
+
+
+def _op_names(hlo_text: str) -> dict:
+  """Instruction name -> the end of its `op_name` metadata (which layer and primitive it came from)."""
+  found = re.finditer(r'%([\w.-]+) = [^\n]*?op_name="([^"]*)"', hlo_text)
+  return {m.group(1): m.group(2).replace('jit(train_epoch)/while/body/closed_call/', '') for m in found}
+
+
+def profile_step(config, *, num_classes: int = 10, steps: int = 10, top: int = 12) -> dict:
+  """Where the training step's time goes: one epoch of `steps` steps under `jax.profiler.trace`, the trace's
+  events of the step's program (those with an `hlo_op`, on CPU one per thunk, on GPUs one per kernel) summed by
+  kind of HLO instruction (`dot`, `ynn_fusion`, `copy`, ...) and by instruction.
+
+  Returns:
+    `seconds_per_step` (wall, traced), `op_seconds_per_step` (sum over events; thunks may overlap),
+    `kinds`: [(kind, seconds per step)] longest first, `ops`: the `top` longest instructions as
+    (name, seconds per step, op_name).
+  """
+  timer, _ = step_timer(config, num_classes=num_classes, steps=steps)
+  hlo_text = timer.compiled.as_text()
+  module = re.match(r'HloModule ([^,\s]+)', hlo_text).group(1)
+  names = _op_names(hlo_text)
+  with tempfile.TemporaryDirectory() as workdir:
+    with jax.profiler.trace(workdir, create_perfetto_trace=True):
+      seconds = timer()
+    path, = glob.glob(f'{workdir}/**/perfetto_trace.json.gz', recursive=True)
+    with gzip.open(path) as f:
+      events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  per_op = collections.Counter()
+  for event in events:
+    args = event.get('args') or {}
+    if event.get('ph') == 'X' and 'hlo_op' in args and args.get('hlo_module', module) == module:
+      per_op[args['hlo_op']] += event['dur'] * 1e-6 / steps
+  kinds = collections.Counter()
+  for op, op_seconds in per_op.items():
+    kinds[_op_kind(op)] += op_seconds
+  return {'seconds_per_step': seconds, 'op_seconds_per_step': sum(per_op.values()), 'kinds': kinds.most_common(),
+          'ops': [(op, t, names.get(op, '')) for op, t in per_op.most_common(top)]}
 
 
 def torch_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0):
@@ -283,7 +335,7 @@ def halving_vs_exhaustive(config, *, dataset: Optional[data.Dataset] = None) -> 
 # ---------------------------------------------------------------------------------------------------------------
 # All of it.
 
-PARTS = ('check', 'mfu', 'torch', 'stacked', 'halving')
+PARTS = ('check', 'mfu', 'torch', 'profile', 'stacked', 'halving')
 
 
 def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, rounds: int = 5,
@@ -322,6 +374,16 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, r
       elif 'torch' in parts:
         log(f'PyTorch {result["torch"]["torch_version"]} eager ({result["torch"]["threads"]} threads): '
             f'{1e3 * result["torch"]["seconds_per_step"]:.2f} ms/step; torch / ours = {result["torch_speedup"]:.2f}')
+  if 'profile' in parts:
+    result['profile'] = profile = profile_step(config, steps=steps)
+    if log:
+      log(f'profile of one {steps}-step epoch: {1e3 * profile["seconds_per_step"]:.2f} ms/step wall, '
+          f'{1e3 * profile["op_seconds_per_step"]:.2f} ms/step in the program\'s ops, by kind of HLO instruction:')
+      for kind, seconds in profile['kinds'][:12]:
+        log(f'  {kind:32s} {1e3 * seconds:8.2f} ms {seconds / profile["op_seconds_per_step"]:6.1%}')
+      log('longest instructions:')
+      for op, seconds, op_name in profile['ops']:
+        log(f'  {op:32s} {1e3 * seconds:8.2f} ms  {op_name[-100:]}')
   if 'stacked' in parts:
     result['stacked'] = stacked_vs_loop(grid_config, epochs=stacked_epochs, vmap_widths=vmap_widths)
     result['stacked_over_loop'] = result['stacked']['stacked_over_loop']

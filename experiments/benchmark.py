@@ -11,6 +11,9 @@ Fewer parts: --parts=mfu,torch. A bf16 step: --config.dtype=bfloat16 (GPU/TPU; i
 --parts=check compares the default device with the host CPU (for GPUs/TPUs; experiments/device_check.sh).
 MFU and the PyTorch ratio are the median of --rounds interleaved rounds (peak, our step, PyTorch step). Add
 --compilation_cache_dir=DIR so that the stacked part's one-by-one loop compiles its program once, not per model.
+--parts=profile traces one epoch of the step with jax.profiler and prints where its time goes, by kind of HLO
+instruction (matmuls, transposes, elementwise fusions, ...) and the longest instructions with the layer they come
+from (BUILD_NOTES.md, "Where the step's time goes").
 
 Measured (CPU box, 2 cores, 2026-11-28; the VM's speed drifts by up to ~25 %): `--parts=mfu,torch` (5 rounds)
 step_mfu 0.553, torch_speedup 1.00 (rounds 0.97-1.16); earlier single-shot runs stacked_over_loop 0.88 / 1.05,

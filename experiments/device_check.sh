@@ -69,7 +69,11 @@ stage() {  # stage NAME ARGS...: one benchmark run into $out/NAME; a failure is 
 stage default --parts=check,mfu,stacked --vmap_widths=0 --stacked_epochs=4 --steps="$steps" "${minilm[@]}" "${grid[@]}"
 # 2. The paper-size hybrid (BEiT-base + BERT-base, 224 px, bf16): its step MFU over the bf16 matmul peak.
 stage base_224 --config=experiments/configs/base_224.py --parts=mfu --steps="$steps" --config.bert_path="$dir/bert_base"
-# 3. The embedded default in bf16, and the paper-size hybrid at batch 256.
+# 3. Where the paper-size step's time goes (jax.profiler trace of one epoch, summed by kind of HLO instruction); a
+#    stage of its own, so that a profiler failure cannot lose stage 2's figures (its program comes from the cache).
+stage base_224_profile --config=experiments/configs/base_224.py --parts=profile --steps=5 \
+  --config.bert_path="$dir/bert_base"
+# 4. The embedded default in bf16, and the paper-size hybrid at batch 256.
 stage default_bf16 --parts=mfu --steps="$steps" "${minilm[@]}" --config.dtype=bfloat16
 stage base_224_b256 --config=experiments/configs/base_224.py --parts=mfu --steps="$steps" \
   --config.bert_path="$dir/bert_base" --config.batch_size=256

@@ -65,3 +65,16 @@ def test_torch_twin_has_our_size_and_trains(tiny_config):
   ours = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
   assert info['parameters'] == ours
   assert timer() > 0
+
+
+def test_profile_accounts_for_the_step_by_kind_of_instruction(tiny_config):
+  result = benchmark.profile_step(tiny_config, steps=2, top=5)
+  kinds = dict(result['kinds'])
+  # The program's ops (thunks on CPU) cover most of the traced wall time (dispatch and the epoch's shuffle lie
+  # outside them; independent thunks may run at once on a CPU's threads, so their sum can exceed the wall time,
+  # 1.45x on the paper-size model here); an event filter that missed the step's program would find ~0.
+  assert 0.3 * result['seconds_per_step'] < result['op_seconds_per_step'] < 4 * result['seconds_per_step']
+  assert sum(kinds.values()) == pytest.approx(result['op_seconds_per_step'])
+  assert any('dot' in k or 'gemm' in k or 'ynn' in k for k in kinds), kinds  # The matmuls are there.
+  assert all('.' not in k for k in kinds)  # Summed by kind: `dot.12` and `dot.13` are one `dot`.
+  assert len(result['ops']) == 5 and any('HybridClassifier' in op_name for _, _, op_name in result['ops'])

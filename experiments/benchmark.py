@@ -15,9 +15,9 @@ MFU and the PyTorch ratio are the median of --rounds interleaved rounds (peak, o
 instruction (matmuls, transposes, elementwise fusions, ...) and the longest instructions with the layer they come
 from (BUILD_NOTES.md, "Where the step's time goes").
 
-Measured (CPU box, 2 cores, 2026-11-28; the VM's speed drifts by up to ~25 %): `--parts=mfu,torch` (5 rounds)
-step_mfu 0.553, torch_speedup 1.00 (rounds 0.97-1.16); earlier single-shot runs stacked_over_loop 0.88 / 1.05,
-halving_epoch_fraction 0.296 with the exhaustive winner. One NVIDIA H200 (2026-11-28): stacked_over_loop 0.101
+Measured (CPU box, 2 cores, 2026-11-28; the VM's speed drifts by up to ~25 %): `--parts=mfu,torch --rounds=7`
+step_mfu 0.527 (rounds 0.50-0.63), torch_speedup 1.11 (rounds 0.94-1.23); `--parts=stacked --vmap_widths=1,1`
+stacked_over_loop 0.916 / 1.004; halving_epoch_fraction 0.296 with the exhaustive winner. One NVIDIA H200 (2026-11-28): stacked_over_loop 0.101
 (15 vectorised models 9.9x faster than one by one); experiments/configs/base_224.py bf16 step_mfu 0.266.
 BUILD_NOTES.md, "CPU benchmark", "Successive halving vs exhaustive" and "GPU".
 """

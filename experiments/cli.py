@@ -1,5 +1,6 @@
 """Shared by the entry points: quiet library logs, bad input as one line on stderr with exit status 2, a persistent
-XLA compilation cache, and the flags that join several processes into one run under `jax.distributed`."""
+XLA compilation cache, and (for the grid search) the flags that join several processes into one run under
+`jax.distributed`."""
 
 import contextlib
 import os
@@ -55,16 +56,20 @@ def define_config(default: str):
     sys.exit(2)
 
 
-_COORDINATOR = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0, to run one grid over several '
-                                   'processes (hosts) with jax.distributed; empty = a single process.')
-_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Processes taking part (with --coordinator_address).')
-_PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This process\'s index, 0 .. num_processes - 1.')
+def define_distributed_flags():
+  """Defines --coordinator_address, --num_processes and --process_id (only for the entry points that can run over
+  several processes: the grid search) and returns `initialize()`, which joins this process to the others
+  (`jax.distributed.initialize`) when --coordinator_address is given; it must run before anything touches a
+  device. On Cloud TPU / SLURM, `jax.distributed.initialize()` also works without these flags, but a local
+  multi-process CPU run needs them."""
+  coordinator = flags.DEFINE_string('coordinator_address', '', 'host:port of process 0, to run one grid over several '
+                                    'processes (hosts) with jax.distributed; empty = a single process.')
+  num_processes = flags.DEFINE_integer('num_processes', 1, 'Processes taking part (with --coordinator_address).')
+  process_id = flags.DEFINE_integer('process_id', 0, 'This process\'s index, 0 .. num_processes - 1.')
 
+  def initialize() -> None:
+    if coordinator.value:
+      import jax  # pylint: disable=g-import-not-at-top
+      jax.distributed.initialize(coordinator.value, num_processes.value, process_id.value)
 
-def initialize_distributed() -> None:
-  """Joins this process to the others (`jax.distributed.initialize`) when --coordinator_address is given; must run
-  before anything touches a device. On Cloud TPU / SLURM, `jax.distributed.initialize()` also works without
-  these flags, but a local multi-process CPU run needs them."""
-  if _COORDINATOR.value:
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  return initialize

@@ -30,11 +30,12 @@ from experiments import cli
 _CONFIG = cli.define_config('experiments/configs/digits_grid.py')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints of finished groups and outputs.',
                                required=True)
+_INITIALIZE_DISTRIBUTED = cli.define_distributed_flags()
 
 
 def main(argv):
   del argv
-  cli.initialize_distributed()
+  _INITIALIZE_DISTRIBUTED()
   with cli.one_line_errors():
     experiment.grid_search(_CONFIG.value, _WORKDIR.value, command='python -m experiments.grid_search ' +
                            ' '.join(sys.argv[1:]))

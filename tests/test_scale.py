@@ -98,9 +98,16 @@ def _free_port() -> int:
 _RUN = textwrap.dedent("""
     import json, sys
     import jax
+    from absl import flags
+    from experiments import cli
     processes, process_id, port, out, num_devices, vmap_width, data_dir = sys.argv[1:]
+    initialize = cli.define_distributed_flags()  # The grid search CLI's flags, as its users pass them.
     if int(processes) > 1:
-      jax.distributed.initialize(f'localhost:{port}', int(processes), int(process_id))
+      flags.FLAGS(['run', f'--coordinator_address=localhost:{port}', f'--num_processes={processes}',
+                   f'--process_id={process_id}'])
+    else:
+      flags.FLAGS(['run'])
+    initialize()
     from cmtl_jax import config as config_lib, grid
     from tests.conftest import TINY_BEIT
     c = config_lib.base_config()

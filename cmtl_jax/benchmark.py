@@ -106,7 +106,8 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
   dtype) on synthetic data and runs it once.
 
   Returns:
-    (timer, info): `timer()` runs the epoch again and returns its seconds per step (compilation excluded); `info`
+    (timer, info): `timer()` runs the epoch again and returns its seconds per step (compilation excluded;
+    `timer.compiled` is the compiled epoch, for `profile_step`'s instruction names); `info`
     has `model_flops_per_step`, `xla_flops_per_step` (NaN where the backend gives no count), `batch_size`, `dtype`
     and `loss_finite` (every timed epoch's loss so far).
   """

@@ -13,12 +13,13 @@ MFU and the PyTorch ratio are the median of --rounds interleaved rounds (peak, o
 --compilation_cache_dir=DIR so that the stacked part's one-by-one loop compiles its program once, not per model.
 --parts=profile traces one epoch of the step with jax.profiler and prints where its time goes, by kind of HLO
 instruction (matmuls, transposes, elementwise fusions, ...) and the longest instructions with the layer they come
-from (BUILD_NOTES.md, "Where the step's time goes").
+from (BUILD_NOTES.md, "CPU benchmark (measured)").
 
 Measured (CPU box, 2 cores, 2026-11-28; the VM's speed drifts by up to ~25 %): `--parts=mfu,torch --rounds=7`
 step_mfu 0.527 (rounds 0.50-0.63), torch_speedup 1.11 (rounds 0.94-1.23); `--parts=stacked --vmap_widths=1,1`
-stacked_over_loop 0.916 / 1.004; halving_epoch_fraction 0.296 with the exhaustive winner. One NVIDIA H200 (2026-11-28): stacked_over_loop 0.101
-(15 vectorised models 9.9x faster than one by one); experiments/configs/base_224.py bf16 step_mfu 0.266.
+stacked_over_loop 0.916 / 1.004; halving_epoch_fraction 0.296 with the exhaustive winner. One NVIDIA H200
+(2026-11-28): stacked_over_loop 0.101 (15 vectorised models 9.9x faster than one by one);
+experiments/configs/base_224.py bf16 step_mfu 0.266.
 BUILD_NOTES.md, "CPU benchmark", "Successive halving vs exhaustive" and "GPU".
 """
 

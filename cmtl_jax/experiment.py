@@ -23,8 +23,12 @@ from cmtl_jax.errors import ConfigError
 
 
 def machine() -> str:
+  """e.g. `host cpu:cpu x2 (2 CPUs)`; under jax.distributed `... x2 in 2 processes (2 CPUs on this host)`."""
   device = jax.devices()[0]
-  return f'{platform.node()} {device.platform}:{device.device_kind} x{jax.device_count()} ({os.cpu_count()} CPUs)'
+  where = f'{platform.node()} {device.platform}:{device.device_kind} x{jax.device_count()}'
+  if jax.process_count() > 1:
+    return f'{where} in {jax.process_count()} processes ({os.cpu_count()} CPUs on this host)'
+  return f'{where} ({os.cpu_count()} CPUs)'
 
 
 def train_and_evaluate(config, workdir: str = '', log=print) -> dict:

@@ -1,5 +1,5 @@
 """Scale: compiled programs shared by equal groups, donated states, bf16 compute, the model axis sharded over 4
-(fake CPU) devices, and one grid run by two processes under jax.distributed — each giving the same cv_results."""
+(fake CPU) devices, and the grid CLI run by two processes under jax.distributed — each giving the same cv_results."""
 
 import json
 import os
@@ -19,6 +19,8 @@ from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import stacked
 from cmtl_jax import train
+
+from conftest import TINY_BEIT  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCORES = tuple(f'split{k}_test_{m}' for k in range(3) for m in metrics_lib.METRICS)
@@ -94,46 +96,36 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-# Runs one tiny grid (2 learning rates x 3 folds = 6 models, vectorised: vmap_width 0) and writes its scores as JSON (process 0).
+# Runs one tiny grid (2 learning rates x 3 folds = 6 models, vectorised: vmap_width 0) in one process and writes its
+# scores as JSON.
 _RUN = textwrap.dedent("""
     import json, sys
-    import jax
-    from absl import flags
-    from experiments import cli
-    processes, process_id, port, out, num_devices, vmap_width, data_dir = sys.argv[1:]
-    initialize = cli.define_distributed_flags()  # The grid search CLI's flags, as its users pass them.
-    if int(processes) > 1:
-      flags.FLAGS(['run', f'--coordinator_address=localhost:{port}', f'--num_processes={processes}',
-                   f'--process_id={process_id}'])
-    else:
-      flags.FLAGS(['run'])
-    initialize()
     from cmtl_jax import config as config_lib, grid
     from tests.conftest import TINY_BEIT
+    out, num_devices, vmap_width, data_dir = sys.argv[1:]
     c = config_lib.base_config()
     c.data_dir, c.bert_layers, c.num_epochs, c.batch_size = data_dir, 1, 2, 64
     c.num_devices, c.vmap_width = int(num_devices), int(vmap_width)
     c.beit.update(TINY_BEIT)
     search = grid.GridSearchCV(c, {'learning_rate': [5e-4, 1e-3]}, cv=3, refit=None, log=None).fit()
-    if jax.process_index() == 0:
-      with open(out, 'w') as f:
-        json.dump({'devices': search.mesh_.size if search.mesh_ is not None else 1,
-                   'processes': jax.process_count(),
-                   'results': {k: [float(x) for x in v] for k, v in search.cv_results_.items()
-                               if k.startswith(('split', 'mean_test'))}}, f)
+    with open(out, 'w') as f:
+      json.dump({'devices': search.mesh_.size if search.mesh_ is not None else 1,
+                 'results': {k: [float(x) for x in v] for k, v in search.cv_results_.items()
+                             if k.startswith(('split', 'mean_test'))}}, f)
 """)
 
 
-def _run(tmp_path, name, data_dir, *, devices_per_process=1, processes=1, num_devices=0, vmap_width=0):
-  env = {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}',
-         'PYTHONPATH': REPO}
-  out, port = str(tmp_path / f'{name}.json'), _free_port()
-  runs = [subprocess.Popen([sys.executable, '-c', _RUN, str(processes), str(i), str(port), out, str(num_devices),
-                            str(vmap_width), data_dir], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True) for i in range(processes)]
-  for run in runs:
-    output, _ = run.communicate(timeout=900)
-    assert run.returncode == 0, output[-3000:]
+def _env(devices_per_process):
+  return {**os.environ, 'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices_per_process}',
+          'PYTHONPATH': REPO}
+
+
+def _run(tmp_path, name, data_dir, *, devices_per_process=1, num_devices=0, vmap_width=0):
+  out = str(tmp_path / f'{name}.json')
+  run = subprocess.run([sys.executable, '-c', _RUN, out, str(num_devices), str(vmap_width), data_dir], cwd=REPO,
+                       env=_env(devices_per_process), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=900, check=False)
+  assert run.returncode == 0, run.stdout[-3000:]
   with open(out) as f:
     return json.load(f)
 
@@ -155,9 +147,42 @@ def test_a_group_sharded_over_4_devices_gives_the_one_device_results(tiny_config
   _assert_same_scores(four['results'], one['results'])
 
 
-def test_two_processes_under_jax_distributed_give_the_one_process_results(tiny_config, tmp_path):
+def _grid_cli(config_file, workdir, *, processes=1, devices_per_process=1):
+  """Runs `experiments.grid_search` as its users do, with `processes` processes joined by the distributed flags;
+  returns (cv_results.json's scores, each process's output)."""
+  port = _free_port()
+  joined = lambda i: ([f'--coordinator_address=localhost:{port}', f'--num_processes={processes}',
+                       f'--process_id={i}'] if processes > 1 else [])
+  runs = [subprocess.Popen([sys.executable, '-m', 'experiments.grid_search', f'--config={config_file}',
+                            f'--workdir={workdir}', *joined(i)], cwd=REPO, env=_env(devices_per_process),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(processes)]
+  outputs = [run.communicate(timeout=900)[0] for run in runs]
+  for run, output in zip(runs, outputs):
+    assert run.returncode == 0, output[-3000:]
+  with open(os.path.join(workdir, 'cv_results.json')) as f:
+    results = json.load(f)
+  return {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}, outputs
+
+
+def test_the_grid_cli_in_two_processes_gives_the_one_process_results(tiny_config, tmp_path):
   cmtl_jax.load_dataset(tiny_config)
-  together = _run(tmp_path, 'distributed', tiny_config.data_dir, processes=2)
-  alone = _run(tmp_path, 'alone', tiny_config.data_dir, devices_per_process=2)
-  assert (together['processes'], together['devices']) == (2, 2) and (alone['processes'], alone['devices']) == (1, 2)
-  _assert_same_scores(together['results'], alone['results'])
+  config_file = tmp_path / 'two_groups.py'
+  config_file.write_text(textwrap.dedent(f"""
+      from cmtl_jax import config as config_lib
+
+      def get_config():
+        c = config_lib.base_config()
+        c.data_dir = {tiny_config.data_dir!r}
+        c.beit.update({TINY_BEIT!r})
+        c.bert_layers, c.num_epochs, c.batch_size, c.cv = 1, 1, 64, 2
+        c.grid.learning_rate = (5e-4, 1e-3)
+        c.grid.seed = (0, 1)  # Two groups of one shape: one compiled program.
+        return c
+      """))
+  together, outputs = _grid_cli(config_file, tmp_path / 'together', processes=2)
+  alone, _ = _grid_cli(config_file, tmp_path / 'alone', devices_per_process=2)  # The same 2-device mesh.
+  assert together == alone
+  # Process 0 reports and writes the outputs; process 1 computes its share of the models and stays quiet.
+  assert 'best cell' in outputs[0] and 'best cell' not in outputs[1]
+  summary = (tmp_path / 'together' / 'summary.md').read_text()
+  assert 'x2 in 2 processes' in summary and '(2 of 2 groups trained in this run)' in summary

@@ -161,7 +161,8 @@ def _grid_cli(config_file, workdir, *, processes=1, devices_per_process=1):
     assert run.returncode == 0, output[-3000:]
   with open(os.path.join(workdir, 'cv_results.json')) as f:
     results = json.load(f)
-  return {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}, outputs
+  scores = {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}
+  return scores, outputs
 
 
 def test_the_grid_cli_in_two_processes_gives_the_one_process_results(tiny_config, tmp_path):

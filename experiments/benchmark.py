@@ -18,8 +18,8 @@ from (BUILD_NOTES.md, "CPU benchmark (measured)").
 Measured (CPU box, 2 cores, 2026-11-28; the VM's speed drifts by up to ~25 %): `--parts=mfu,torch --rounds=7`
 step_mfu 0.527, 0.555 and (`--parts=mfu`) 0.595 in three runs (rounds 0.49-0.69), torch_speedup 1.11 and 1.09;
 `--parts=stacked --vmap_widths=1,1` stacked_over_loop 0.916 / 1.004; halving_epoch_fraction 0.296 with the
-exhaustive winner. One NVIDIA H200 (2026-11-28): stacked_over_loop 0.101 (15 vectorised models 9.9x faster than one by one);
-experiments/configs/base_224.py bf16 step_mfu 0.266.
+exhaustive winner. One NVIDIA H200 (2026-11-28): stacked_over_loop 0.101 (15 vectorised models 9.9x faster than
+one by one); experiments/configs/base_224.py bf16 step_mfu 0.266.
 BUILD_NOTES.md, "CPU benchmark", "Successive halving vs exhaustive" and "GPU".
 """
 

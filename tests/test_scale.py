@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import jax
 import jax.numpy as jnp
@@ -153,12 +155,27 @@ def _grid_cli(config_file, workdir, *, processes=1, devices_per_process=1):
   port = _free_port()
   joined = lambda i: ([f'--coordinator_address=localhost:{port}', f'--num_processes={processes}',
                        f'--process_id={i}'] if processes > 1 else [])
+  logs = [tempfile.TemporaryFile('w+') for _ in range(processes)]  # Files, not pipes: no process blocks on output.
   runs = [subprocess.Popen([sys.executable, '-m', 'experiments.grid_search', f'--config={config_file}',
                             f'--workdir={workdir}', *joined(i)], cwd=REPO, env=_env(devices_per_process),
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(processes)]
-  outputs = [run.communicate(timeout=900)[0] for run in runs]
-  for run, output in zip(runs, outputs):
-    assert run.returncode == 0, output[-3000:]
+                           stdout=log, stderr=subprocess.STDOUT, text=True) for i, log in enumerate(logs)]
+  deadline = time.monotonic() + 900
+  try:  # Until all are done, one fails (the others would wait for it) or the deadline passes.
+    while any(run.poll() is None for run in runs) and time.monotonic() < deadline:
+      if any(run.poll() not in (None, 0) for run in runs):
+        break
+      time.sleep(1)
+  finally:
+    for run in runs:
+      if run.poll() is None:
+        run.kill()
+        run.wait()
+  outputs = []
+  for run, log in zip(runs, logs):
+    log.seek(0)
+    outputs.append(log.read())
+    log.close()
+    assert run.returncode == 0, outputs[-1][-3000:]
   with open(os.path.join(workdir, 'cv_results.json')) as f:
     results = json.load(f)
   scores = {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}

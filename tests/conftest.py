@@ -2,9 +2,11 @@
 
 import atexit
 import copy
+import json
 import os
 import shutil
 import tempfile
+import textwrap
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 # One XLA compilation cache per test session, shared with the CLI subprocesses the tests start: many tests compile
@@ -51,3 +53,28 @@ def tiny_config(data_dir):
   c.num_epochs = 1
   c.batch_size = 64
   return c
+
+
+def write_tiny_grid_config(path, data_dir: str, grid: dict, **overrides) -> str:
+  """A config file for the grid CLI: the tiny model (1-layer BEiT, first MiniLM layer), 1 epoch, 2 folds, `grid`
+  ({key: values}) and `overrides` ({key: value}). Returns its path."""
+  lines = [f'c.{k} = {v!r}' for k, v in overrides.items()] + [f'c.grid.{k} = {tuple(v)!r}' for k, v in grid.items()]
+  body = '\n'.join('  ' + line for line in lines)
+  with open(path, 'w') as f:
+    f.write(textwrap.dedent(f"""
+        from cmtl_jax import config as config_lib
+
+        def get_config():
+          c = config_lib.base_config()
+          c.data_dir = {str(data_dir)!r}
+          c.beit.update({TINY_BEIT!r})
+          c.bert_layers, c.num_epochs, c.cv = 1, 1, 2
+        """) + body + '\n  return c\n')
+  return str(path)
+
+
+def cv_scores(workdir) -> dict:
+  """The cells and their scores and ranks from a grid CLI run's cv_results.json (not its times)."""
+  with open(os.path.join(workdir, 'cv_results.json')) as f:
+    results = json.load(f)
+  return {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}

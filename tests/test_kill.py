@@ -1,17 +1,15 @@
 """A grid killed with SIGKILL at a random moment and rerun loses nothing and trains no finished group twice."""
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import numpy as np
 import pytest
 
-from conftest import TINY_BEIT  # pylint: disable=g-bad-import-order
+from conftest import cv_scores, write_tiny_grid_config  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,21 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def grid_command(tmp_path_factory):
   """A tiny grid (2 groups x 2 learning rates x 2 folds) as a CLI command; its data dir is prepared once."""
   root = tmp_path_factory.mktemp('kill')
-  config = root / 'tiny_grid.py'
-  config.write_text(textwrap.dedent(f'''
-      from cmtl_jax import config as config_lib
-
-      def get_config():
-        c = config_lib.base_config()
-        c.data_dir = {str(root / 'tfds')!r}
-        c.beit.update({TINY_BEIT!r})
-        c.bert_layers = 1
-        c.num_epochs = 1
-        c.cv = 2
-        c.grid.learning_rate = (1e-3, 3e-3)
-        c.grid.optimizer = ('sgdm', 'adam')
-        return c
-      '''))
+  config = write_tiny_grid_config(root / 'tiny_grid.py', root / 'tfds',
+                                  {'learning_rate': (1e-3, 3e-3), 'optimizer': ('sgdm', 'adam')})
   return lambda workdir: [sys.executable, '-m', 'experiments.grid_search', f'--config={config}',
                           f'--workdir={workdir}']
 
@@ -59,17 +44,11 @@ def _finished_groups(workdir):
   return {name: os.stat(os.path.join(groups, name)).st_mtime_ns for name in os.listdir(groups) if name.isdigit()}
 
 
-def _results(workdir):
-  with open(os.path.join(workdir, 'cv_results.json')) as f:
-    results = json.load(f)
-  return {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}
-
-
-def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_results(grid_command, tmp_path):
+def test_sigkill_at_random_moments_then_rerun_gives_the_uninterruptedcv_scores(grid_command, tmp_path):
   start = time.perf_counter()
   _run(grid_command(tmp_path / 'uninterrupted'))
   duration = time.perf_counter() - start
-  expected = _results(tmp_path / 'uninterrupted')
+  expected = cv_scores(tmp_path / 'uninterrupted')
   with open(tmp_path / 'uninterrupted' / 'summary.md') as f:
     assert '(2 of 2 groups trained in this run)' in f.read()
 
@@ -79,7 +58,7 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_results(gr
     _run(grid_command(workdir), kill_after=kill_after)
     finished = _finished_groups(workdir)
     _run(grid_command(workdir))
-    assert _results(workdir) == expected, f'seed {seed}, killed after {kill_after:.1f}s'
+    assert cv_scores(workdir) == expected, f'seed {seed}, killed after {kill_after:.1f}s'
     # No finished group was trained (and saved) again; the rerun trained exactly the others.
     assert {k: v for k, v in _finished_groups(workdir).items() if k in finished} == finished
     with open(workdir / 'summary.md') as f:

@@ -22,7 +22,7 @@ from cmtl_jax import optim
 from cmtl_jax import stacked
 from cmtl_jax import train
 
-from conftest import TINY_BEIT  # pylint: disable=g-bad-import-order
+from conftest import cv_scores, write_tiny_grid_config  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCORES = tuple(f'split{k}_test_{m}' for k in range(3) for m in metrics_lib.METRICS)
@@ -176,27 +176,14 @@ def _grid_cli(config_file, workdir, *, processes=1, devices_per_process=1):
     outputs.append(log.read())
     log.close()
     assert run.returncode == 0, outputs[-1][-3000:]
-  with open(os.path.join(workdir, 'cv_results.json')) as f:
-    results = json.load(f)
-  scores = {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}
-  return scores, outputs
+  return cv_scores(workdir), outputs
 
 
 def test_the_grid_cli_in_two_processes_gives_the_one_process_results(tiny_config, tmp_path):
   cmtl_jax.load_dataset(tiny_config)
-  config_file = tmp_path / 'two_groups.py'
-  config_file.write_text(textwrap.dedent(f"""
-      from cmtl_jax import config as config_lib
-
-      def get_config():
-        c = config_lib.base_config()
-        c.data_dir = {tiny_config.data_dir!r}
-        c.beit.update({TINY_BEIT!r})
-        c.bert_layers, c.num_epochs, c.batch_size, c.cv = 1, 1, 64, 2
-        c.grid.learning_rate = (5e-4, 1e-3)
-        c.grid.seed = (0, 1)  # Two groups of one shape: one compiled program.
-        return c
-      """))
+  config_file = write_tiny_grid_config(tmp_path / 'two_groups.py', tiny_config.data_dir,
+                                       {'learning_rate': (5e-4, 1e-3), 'seed': (0, 1)}, batch_size=64)
+  # Two groups (seeds) of one shape: one compiled program.
   together, outputs = _grid_cli(config_file, tmp_path / 'together', processes=2)
   alone, _ = _grid_cli(config_file, tmp_path / 'alone', devices_per_process=2)  # The same 2-device mesh.
   assert together == alone

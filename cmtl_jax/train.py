@@ -5,6 +5,7 @@ argument, so the same functions are `jax.vmap`-ed over stacked models by the gri
 padded with -1: padded entries are never trained on or scored.
 """
 
+import functools
 import math
 import time
 from typing import Callable, Optional
@@ -26,10 +27,14 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
   return optax.softmax_cross_entropy(logits, targets).mean()
 
 
+@functools.partial(jax.jit, static_argnums=1)
 def init_state(params, tx) -> dict:
   """The train state `{'params', 'opt', 'finite'}`; params are copied, so donating the state to a step never
   deletes the caller's arrays (e.g. pretrained weights shared by several models). `finite` turns False for good
-  at the first step whose loss or update is NaN/inf: from then on the params no longer change (diverged)."""
+  at the first step whose loss or update is NaN/inf: from then on the params no longer change (diverged).
+
+  Jitted (one program per optimiser and shapes): run eagerly, the optimiser's init is hundreds of small ops, each
+  compiled on first use, seconds on a CPU before the first step."""
   params = jax.tree.map(jnp.array, params)
   return {'params': params, 'opt': tx.init(params), 'finite': jnp.array(True)}
 

@@ -8,6 +8,7 @@ models, and the per-epoch losses and scores come back replicated to every proces
 """
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Callable, Optional
@@ -146,6 +147,16 @@ def make_programs(model, tx, *, batch_size: int, steps: int, num_classes: int, e
 # ---------------------------------------------------------------------------------------------------------------
 # Stacks of models.
 
+@functools.partial(jax.jit, static_argnums=2)
+def _init_states(params, learning_rates, tx):
+  """Stacked train states with each model's peak learning rate injected. One program, so every leaf comes out
+  alike (committed to the device): an array made outside (e.g. `jnp.asarray(learning_rates)`, uncommitted) would
+  make the epoch program's first call differ from its later ones, which take its outputs, and compile it twice."""
+  state = jax.vmap(lambda p: train.init_state(p, tx))(params)
+  state['opt'] = state['opt']._replace(hyperparams={**state['opt'].hyperparams, 'learning_rate': learning_rates})
+  return state
+
+
 def _pad_rows(x, rows: int):
   """`x` with its last row repeated up to `rows` rows (padding models train a copy and are dropped)."""
   if x.shape[0] == rows:
@@ -166,10 +177,7 @@ class Stack:
 
   def __init__(self, programs: Programs, params, learning_rates, train_idx, val_idx, rngs):
     self.programs = programs
-    tx = programs.tx
-    state = jax.vmap(lambda p: train.init_state(p, tx))(params)
-    state['opt'] = state['opt']._replace(
-        hyperparams={**state['opt'].hyperparams, 'learning_rate': jnp.asarray(learning_rates, jnp.float32)})
+    state = _init_states(params, np.asarray(learning_rates, np.float32), programs.tx)
     self.epoch = 0           # Epochs trained so far.
     self.models = np.arange(len(learning_rates))  # Which of the initial models are still in the stack.
     self._chunks = []

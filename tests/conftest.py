@@ -16,10 +16,12 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='cmtl_jax_xla_cache_')
   atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
+import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 from cmtl_jax import backbones  # pylint: disable=g-import-not-at-top
 from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+from cmtl_jax import grid  # pylint: disable=g-import-not-at-top
 
 TINY_BEIT = dict(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
                  num_attention_heads=2, intermediate_size=64, hidden_dropout_prob=0.0,
@@ -53,6 +55,17 @@ def tiny_config(data_dir):
   c.num_epochs = 1
   c.batch_size = 64
   return c
+
+
+def count_compilations(monkeypatch):
+  """(names, stop): a list that collects the name of every function jax compiles (or takes from the persistent
+  compilation cache) from now on, and the function that stops collecting."""
+  names = []
+  listener = lambda event, seconds, **kw: names.append(kw.get('fun_name', '')) if event.endswith(
+      'backend_compile_duration') else None
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  monkeypatch.setattr(grid, '_PROGRAMS', {})  # Nothing compiled by earlier tests.
+  return names, lambda: jax.monitoring.unregister_event_duration_listener(listener)
 
 
 def write_tiny_grid_config(path, data_dir: str, grid: dict, **overrides) -> str:

@@ -17,13 +17,15 @@ from cmtl_jax import stacked
 from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 
+from conftest import count_compilations  # pylint: disable=g-bad-import-order
+
 
 @pytest.fixture
 def digits(tiny_config):
   return cmtl_jax.load_dataset(tiny_config)
 
 
-def test_stacked_models_match_single_model_training(tiny_config, digits):
+def test_stacked_models_match_single_model_training(tiny_config, digits, monkeypatch):
   config = tiny_config
   config.num_epochs = 2
   pool = np.sort(np.concatenate([digits.train, digits.val]))
@@ -31,6 +33,7 @@ def test_stacked_models_match_single_model_training(tiny_config, digits):
   members = [(lr, k) for lr in (1e-4, 1e-3) for k in (0, 2)]  # K = 4 models: 2 learning rates x 2 folds.
   steps = train.steps_per_epoch(min(len(fold_pairs[k][0]) for _, k in members), config.batch_size)
   model, loaded, pretrained, _ = model_lib.from_config(config, 10, jax.random.key(0))
+  loaded = jax.device_put(loaded, jax.devices()[0])  # Committed to the device, as a Flax checkpoint loads.
 
   def optimizer(lr):
     return optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained, learning_rate=lr)
@@ -41,13 +44,21 @@ def test_stacked_models_match_single_model_training(tiny_config, digits):
   images, labels = jnp.asarray(digits.images), jnp.asarray(digits.labels)
   init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
   # All 4 vectorised (the accelerator path) and the single-model program run model after model (the CPU path).
-  runs = [stacked.fit_stacked(
-      model, optimizer(config.learning_rate), with_pretrained(model_lib.init_stacked(model, init_rngs)),
-      np.array([lr for lr, _ in members], np.float32), images, labels,
-      folds_lib.pad_stack([fold_pairs[k][0] for _, k in members]),
-      folds_lib.pad_stack([fold_pairs[k][1] for _, k in members]), rngs,
-      num_epochs=config.num_epochs, batch_size=config.batch_size, num_classes=10, vmap_width=width)[1]
-          for width in (0, 1)]
+  names, stop = count_compilations(monkeypatch)
+  try:
+    runs = [stacked.fit_stacked(
+        model, optimizer(config.learning_rate), with_pretrained(model_lib.init_stacked(model, init_rngs)),
+        np.array([lr for lr, _ in members], np.float32), images, labels,
+        folds_lib.pad_stack([fold_pairs[k][0] for _, k in members]),
+        folds_lib.pad_stack([fold_pairs[k][1] for _, k in members]), rngs,
+        num_epochs=config.num_epochs, batch_size=config.batch_size, num_classes=10, vmap_width=width)[1]
+            for width in (0, 1)]
+  finally:
+    stop()
+  # Each program compiled once for both epochs: the second epoch's state (the first's output) must not look
+  # different to jit. It did when the injected learning rates, made outside, stayed uncommitted beside committed
+  # weights: every stack compiled twice.
+  assert sum('epoch_fn' in n for n in names) == 2
   for m, (lr, k) in enumerate(members):
     init_rng, train_rng = train.model_rngs(config.seed, k)
     _, alone = train.fit(model, optimizer(lr), with_pretrained(model_lib.init_params(model, init_rng)), images,

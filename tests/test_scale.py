@@ -22,25 +22,15 @@ from cmtl_jax import optim
 from cmtl_jax import stacked
 from cmtl_jax import train
 
-from conftest import cv_scores, write_tiny_grid_config  # pylint: disable=g-bad-import-order
+from conftest import count_compilations, cv_scores, write_tiny_grid_config  # pylint: disable=g-bad-import-order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCORES = tuple(f'split{k}_test_{m}' for k in range(3) for m in metrics_lib.METRICS)
 
 
-def _count_lowerings(monkeypatch):
-  """A list that collects the name of every function jax lowers for compilation from now on."""
-  names = []
-  listener = lambda event, seconds, **kw: names.append(kw.get('fun_name', '')) if event.endswith(
-      'jaxpr_to_mlir_module_duration') else None
-  jax.monitoring.register_event_duration_secs_listener(listener)
-  monkeypatch.setattr(grid, '_PROGRAMS', {})  # Nothing compiled by earlier tests.
-  return names, lambda: jax.monitoring.unregister_event_duration_listener(listener)
-
-
 def test_groups_of_equal_shape_compile_once(tiny_config, monkeypatch):
   digits = cmtl_jax.load_dataset(tiny_config)
-  names, stop = _count_lowerings(monkeypatch)
+  names, stop = count_compilations(monkeypatch)
   try:
     # Two groups (seed 0 and 1) with the same program: one compilation of the epoch program, reused.
     grid.GridSearchCV(tiny_config, {'seed': [0, 1], 'learning_rate': [1e-3]}, cv=2, refit=None, log=None).fit(digits)

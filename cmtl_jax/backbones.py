@@ -9,6 +9,9 @@ import logging
 import os
 from typing import Any, Optional
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import transformers
 
 from cmtl_jax.errors import ConfigError, MissingPathError
@@ -115,6 +118,9 @@ def _load(model_cls, path: str, model_type: str, kind: str):
       raise ConfigError(f'could not load {kind} weights from {path!r}: {e}') from None
   if model.config.model_type != model_type:
     raise ConfigError(f'{kind} {path!r} is a {model.config.model_type!r} model, not {model_type!r}.')
+  # Uncommitted arrays on the default device, whatever the format: with _do_init=False transformers leaves Flax
+  # msgpack weights committed to the CPU, which on a GPU would meet the GPU's arrays in one jitted program.
+  params = jax.tree.map(lambda x: jnp.asarray(np.asarray(x)), params)
   return model.config, params, source
 
 

@@ -42,6 +42,8 @@ def test_beit_save_pretrained_round_trip(tmp_path):
   saved.save_pretrained(tmp_path)
   beit = backbones.load_beit(str(tmp_path))
   assert beit.pretrained and beit.source == f'local:{tmp_path}'
+  # On the default device and not committed to one, as the packaged MiniLM's (safetensors) weights are.
+  assert not any(leaf.committed for leaf in jax.tree.leaves(beit.params))
   model, params, pretrained = _hybrid_with(None, beit)
   assert all(jax.tree.leaves(pretrained['beit_encoder'])) and not any(jax.tree.leaves(pretrained['head']))
   pixels = jax.random.normal(jax.random.key(2), (2, 8, 8, 1))

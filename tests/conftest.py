@@ -59,7 +59,8 @@ def tiny_config(data_dir):
 
 def count_compilations(monkeypatch):
   """(names, stop): a list that collects the name of every function jax compiles (or takes from the persistent
-  compilation cache) from now on, and the function that stops collecting."""
+  compilation cache) from now on, and the function that stops collecting. Empties the grid's program cache, so
+  that programs compiled by earlier tests count again."""
   names = []
   listener = lambda event, seconds, **kw: names.append(kw.get('fun_name', '')) if event.endswith(
       'backend_compile_duration') else None

@@ -283,7 +283,6 @@ def stacked_vs_loop(config, *, group: int = 0, epochs: int = 3, vmap_widths: Seq
   steps = train.steps_per_epoch(min(len(t) for t, _ in pairs), config.batch_size)
   model, loaded, pretrained, _ = model_lib.from_config(config, dataset.num_classes, jax.random.key(0))
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
-  place = lambda params: model_lib.with_pretrained(params, loaded, pretrained)
   images, labels = data.stage(dataset)
   common = dict(num_epochs=epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
                 eval_batch_size=config.eval_batch_size)
@@ -291,7 +290,7 @@ def stacked_vs_loop(config, *, group: int = 0, epochs: int = 3, vmap_widths: Seq
   runs = []
   for width in vmap_widths:
     _, history = stacked.fit_stacked(
-        model, tx, place(model_lib.init_stacked(model, init_rngs)), np.array([lr for lr, _ in members]),
+        model, tx, model_lib.init_stacked(model, init_rngs, loaded, pretrained), np.array([lr for lr, _ in members]),
         images, labels, folds_lib.pad_stack([pairs[k][0] for _, k in members]),
         folds_lib.pad_stack([pairs[k][1] for _, k in members]), rngs, vmap_width=width, **common)
     runs.append({'vmap_width': width, 'seconds': float(history['seconds'][0, -1] - history['seconds'][0, 0]),
@@ -300,7 +299,7 @@ def stacked_vs_loop(config, *, group: int = 0, epochs: int = 3, vmap_widths: Seq
   for lr, k in members:
     init_rng, train_rng = train.model_rngs(config.seed, k)
     tx_one = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained, learning_rate=lr)
-    _, one = train.fit(model, tx_one, place(model_lib.init_params(model, init_rng)), images, labels,
+    _, one = train.fit(model, tx_one, model_lib.init_params(model, init_rng, loaded, pretrained), images, labels,
                        pairs[k][0], pairs[k][1], rng=train_rng, steps=steps, log=None, **common)
     loop += one[-1]['seconds'] - one[0]['seconds']
   for run in runs:

@@ -290,7 +290,7 @@ class GridSearchCV:
   def _init(self, model, config, init_rngs):
     """Stacked initial params: random leaves from each model's own stream, the pretrained weights placed in all."""
     _, loaded, pretrained, _ = self._model(config, model.num_classes)
-    return model_lib.with_pretrained(model_lib.init_stacked(model, init_rngs), loaded, pretrained)
+    return model_lib.init_stacked(model, init_rngs, loaded, pretrained)
 
   @staticmethod
   def _per_model_bytes(model, tx) -> int:

@@ -4,6 +4,7 @@
 `load_pretrained` is the one place where they are put into the hybrid's tree.
 """
 
+import dataclasses
 from typing import Any, Optional
 
 import flax.linen as nn
@@ -140,17 +141,77 @@ def build(beit_config, bert_config, num_classes: int, pooling: str = 'mean', bri
   return HybridClassifier(beit_config, bert_config, num_classes, pooling, bridge_norm, dtype)
 
 
-def init_params(model: HybridClassifier, rng) -> dict:
-  """Random parameters of `model` (one image of BEiT's size and channels traces the shapes)."""
-  return jax.tree.map(lambda x: x[0], init_stacked(model, rng[None]))
+# Init programs by model and skipped subtrees: a fresh `jax.jit` per call would trace, lower and compile again (the
+# init of even a tiny hybrid takes seconds to compile on a CPU: every leaf draws its own random numbers).
+_INIT_PROGRAMS = {}
+_INIT_PROGRAMS_KEPT = 16
 
 
-def init_stacked(model: HybridClassifier, rngs) -> dict:
-  """Random parameters of `len(rngs)` models at once, leaves `[models, ...]`; model i equals
-  `init_params(model, rngs[i])`."""
-  beit = model.beit_config
-  pixels = jnp.zeros((1, beit.image_size, beit.image_size, beit.num_channels), jnp.float32)
-  return jax.jit(jax.vmap(lambda rng: model.init(rng, pixels)['params']))(rngs)
+def _identity(model) -> tuple:
+  """The fields that make two models build the same programs (flax modules holding transformers configs are
+  unhashable): configs by their full JSON, everything else by repr."""
+  def key(value):
+    return value.to_json_string(use_diff=False) if hasattr(value, 'to_json_string') else repr(value)
+  return tuple((f.name, key(getattr(model, f.name))) for f in dataclasses.fields(model)
+               if f.name not in ('parent', 'name'))
+
+
+def _init_program(model: HybridClassifier, skip: frozenset):
+  """The jitted random init of one model without the top-level subtrees in `skip`: their random numbers are
+  never drawn (XLA drops what the program does not return), so a program that skips the checkpoint subtrees
+  compiles and runs in a fraction of the time of a full one."""
+  key = (_identity(model), skip)
+  program = _INIT_PROGRAMS.pop(key, None)
+  if program is None:
+    beit = model.beit_config
+    pixels = jnp.zeros((1, beit.image_size, beit.image_size, beit.num_channels), jnp.float32)
+
+    def init(rng):
+      params = model.init(rng, pixels)['params']
+      return {k: v for k, v in params.items() if k not in skip}
+
+    program = jax.jit(init)
+  _INIT_PROGRAMS[key] = program  # Most recently used last.
+  while len(_INIT_PROGRAMS) > _INIT_PROGRAMS_KEPT:
+    del _INIT_PROGRAMS[next(iter(_INIT_PROGRAMS))]
+  return program
+
+
+def checkpoint_subtrees(pretrained: dict) -> frozenset:
+  """Names of the top-level subtrees whose every leaf came from a checkpoint (`load_pretrained`'s tree)."""
+  return frozenset(k for k, v in pretrained.items() if all(jax.tree.leaves(v)))
+
+
+def init_params(model: HybridClassifier, rng, loaded: Optional[dict] = None,
+                pretrained: Optional[dict] = None) -> dict:
+  """Initial parameters of `model`: random ones from `rng`; with `loaded` and `pretrained` (as `from_config` or
+  `load_pretrained` return them), the checkpoint subtrees are taken from `loaded` and never drawn at random."""
+  skip = checkpoint_subtrees(pretrained) if pretrained is not None else frozenset()
+  fresh = _init_program(model, skip)(rng)
+  return {k: loaded[k] if k in skip else fresh[k] for k in (loaded if skip else fresh)}
+
+
+@jax.jit
+def _assemble(fresh: list, checkpoint: dict) -> dict:
+  """One stacked tree from M models' random subtrees and the checkpoint subtrees broadcast over the M models."""
+  models = len(fresh)
+  return {**jax.tree.map(lambda *xs: jnp.stack(xs), *fresh),
+          **jax.tree.map(lambda x: jnp.broadcast_to(x, (models, *x.shape)), checkpoint)}
+
+
+def init_stacked(model: HybridClassifier, rngs, loaded: Optional[dict] = None,
+                 pretrained: Optional[dict] = None) -> dict:
+  """Initial parameters of `len(rngs)` models at once, leaves `[models, ...]`: model i equals
+  `init_params(model, rngs[i], loaded, pretrained)`, checkpoint subtrees broadcast over the models.
+
+  One init program per model shape, called once per key (a program over all M keys would compile again for every
+  M, and `jax.vmap` of the random initialisers compiles slower than the single model's init). The M random trees
+  exist beside their stack for a moment: at most 2x the params, less than training the stack needs (the params'
+  gradients and the optimiser's state)."""
+  skip = checkpoint_subtrees(pretrained) if pretrained is not None else frozenset()
+  program = _init_program(model, skip)
+  stacked = _assemble([program(rng) for rng in rngs], {k: loaded[k] for k in skip})
+  return {k: stacked[k] for k in (loaded if skip else stacked)}
 
 
 def _placements(bert_params, beit_params, has_bridge_norm):
@@ -169,7 +230,7 @@ def load_pretrained(params: dict, bert_params: Optional[dict], beit_params: Opti
   """Puts checkpoint weights into the hybrid's parameter tree.
 
   Args:
-    params: the hybrid's (random) parameters from `init_params`.
+    params: the hybrid's (random) parameters from `init_params`, or their shapes (`jax.eval_shape`).
     bert_params / beit_params: transformers base-model parameter trees, or None for a side that stays fresh.
 
   Returns:
@@ -188,13 +249,6 @@ def load_pretrained(params: dict, bert_params: Optional[dict], beit_params: Opti
     params[name] = jax.tree.map(jnp.asarray, loaded)
     pretrained[name] = jax.tree.map(lambda _: True, loaded)
   return params, pretrained
-
-
-def with_pretrained(params, loaded, pretrained):
-  """Stacked `params` (leaves `[models, ...]`) with every pretrained leaf taken from `loaded` (one model's tree,
-  as `load_pretrained` returns it), broadcast over the models; the random leaves stay each model's own."""
-  return jax.tree.map(lambda fresh, ckpt, is_ckpt: jnp.broadcast_to(ckpt, fresh.shape) if is_ckpt else fresh,
-                      params, loaded, pretrained)
 
 
 def frozen_mask(pretrained) -> dict:
@@ -220,7 +274,9 @@ def from_config(config, num_classes: int, rng):
     bert = backbones.load_bert(config.bert_path, config.bert_layers, pretrained=config.bert_pretrained)
   model = build(beit.config, bert.config if bert else None, num_classes, config.pooling, config.bridge_norm,
                 dtype=jnp.dtype(config.dtype))
-  params = init_params(model, rng)
-  params, pretrained = load_pretrained(params, bert.params if bert else None, beit.params)
+  # Shapes first: the checkpoints fill their subtrees, and only the rest is drawn at random.
+  shapes = jax.eval_shape(lambda: init_params(model, rng))
+  loaded, pretrained = load_pretrained(shapes, bert.params if bert else None, beit.params)
+  params = init_params(model, rng, loaded, pretrained)
   sources = {'beit': beit.describe(), 'bert': bert.describe() if bert else None}
   return model, params, pretrained, sources

@@ -9,7 +9,7 @@ import transformers
 from cmtl_jax import backbones
 from cmtl_jax import model as model_lib
 from cmtl_jax.errors import ConfigError, MissingPathError
-from tests.conftest import TINY_BEIT
+from tests.conftest import TINY_BEIT, count_compilations
 
 
 def _hybrid_with(bert, beit, num_classes=10):
@@ -34,6 +34,32 @@ def test_minilm_encoder_matches_transformers(minilm, num_layers):
   assert ours.shape == want.shape
   assert float(jnp.max(jnp.abs(ours - want))) < 1e-5
   assert bert.source == f'packaged:{backbones.PACKAGED_BERT}'
+
+
+def test_init_draws_only_fresh_subtrees_with_one_program_for_any_number_of_models(minilm, monkeypatch):
+  bert = backbones.load_bert('', 1)
+  model, loaded, pretrained = _hybrid_with(bert, backbones.load_beit('', TINY_BEIT))
+  assert model_lib.checkpoint_subtrees(pretrained) == {'bert_encoder', 'adapter_norm'}
+  rngs = jax.random.split(jax.random.key(3), 3)
+  names, stop = count_compilations(monkeypatch)
+  try:
+    three = model_lib.init_stacked(model, rngs, loaded, pretrained)
+    two = model_lib.init_stacked(model, rngs[1:], loaded, pretrained)
+  finally:
+    stop()
+  # One init program (without the checkpoint subtrees) for both stacks: a program over all M keys compiled again
+  # for every M.
+  assert sum(n == 'jit(init)' for n in names) == 1, names
+  full_init = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 8, 8, 1)))['params'])  # Every subtree random.
+  for i, rng in enumerate(rngs):
+    reference = full_init(rng)
+    one = model_lib.init_params(model, rng, loaded, pretrained)
+    for name in reference:
+      want = loaded[name] if name in ('bert_encoder', 'adapter_norm') else reference[name]
+      for got in (one[name], jax.tree.map(lambda x: x[i], three[name])) + (
+          (jax.tree.map(lambda x: x[i - 1], two[name]),) if i else ()):
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+  assert jax.tree.structure(three) == jax.tree.structure(reference)
 
 
 def test_beit_save_pretrained_round_trip(tmp_path):

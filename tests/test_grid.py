@@ -38,16 +38,13 @@ def test_stacked_models_match_single_model_training(tiny_config, digits, monkeyp
   def optimizer(lr):
     return optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained, learning_rate=lr)
 
-  def with_pretrained(params):
-    return model_lib.with_pretrained(params, loaded, pretrained)
-
   images, labels = jnp.asarray(digits.images), jnp.asarray(digits.labels)
   init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
   # All 4 vectorised (the accelerator path) and the single-model program run model after model (the CPU path).
   names, stop = count_compilations(monkeypatch)
   try:
     runs = [stacked.fit_stacked(
-        model, optimizer(config.learning_rate), with_pretrained(model_lib.init_stacked(model, init_rngs)),
+        model, optimizer(config.learning_rate), model_lib.init_stacked(model, init_rngs, loaded, pretrained),
         np.array([lr for lr, _ in members], np.float32), images, labels,
         folds_lib.pad_stack([fold_pairs[k][0] for _, k in members]),
         folds_lib.pad_stack([fold_pairs[k][1] for _, k in members]), rngs,
@@ -61,7 +58,7 @@ def test_stacked_models_match_single_model_training(tiny_config, digits, monkeyp
   assert sum('epoch_fn' in n for n in names) == 2
   for m, (lr, k) in enumerate(members):
     init_rng, train_rng = train.model_rngs(config.seed, k)
-    _, alone = train.fit(model, optimizer(lr), with_pretrained(model_lib.init_params(model, init_rng)), images,
+    _, alone = train.fit(model, optimizer(lr), model_lib.init_params(model, init_rng, loaded, pretrained), images,
                          labels, fold_pairs[k][0], fold_pairs[k][1], num_epochs=config.num_epochs,
                          batch_size=config.batch_size, num_classes=10, rng=train_rng, steps=steps, log=None)
     for run in runs:

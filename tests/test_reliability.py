@@ -29,7 +29,7 @@ def _fit_stacked(config, digits, members, vmap_width):
   model, loaded, pretrained, _ = model_lib.from_config(config, 10, train.model_rngs(0)[0])
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
-  params = model_lib.with_pretrained(model_lib.init_stacked(model, init_rngs), loaded, pretrained)
+  params = model_lib.init_stacked(model, init_rngs, loaded, pretrained)
   return stacked.fit_stacked(
       model, tx, params, np.array([lr for lr, _ in members], np.float32), jnp.asarray(digits.images),
       jnp.asarray(digits.labels), folds_lib.pad_stack([pairs[k][0] for _, k in members]),

@@ -164,9 +164,11 @@ def _init_program(model: HybridClassifier, skip: frozenset):
   program = _INIT_PROGRAMS.pop(key, None)
   if program is None:
     beit = model.beit_config
-    pixels = jnp.zeros((1, beit.image_size, beit.image_size, beit.num_channels), jnp.float32)
 
     def init(rng):
+      # The pixels are made here, not closed over: a program first built under a trace (e.g. `jax.eval_shape`)
+      # would otherwise keep that trace's tracer.
+      pixels = jnp.zeros((1, beit.image_size, beit.image_size, beit.num_channels), jnp.float32)
       params = model.init(rng, pixels)['params']
       return {k: v for k, v in params.items() if k not in skip}
 

@@ -36,7 +36,7 @@ def test_minilm_encoder_matches_transformers(minilm, num_layers):
   assert bert.source == f'packaged:{backbones.PACKAGED_BERT}'
 
 
-def test_init_draws_only_fresh_subtrees_with_one_program_for_any_number_of_models(minilm, monkeypatch):
+def test_init_draws_only_fresh_subtrees_with_one_program_for_any_number_of_models(monkeypatch):
   bert = backbones.load_bert('', 1)
   model, loaded, pretrained = _hybrid_with(bert, backbones.load_beit('', TINY_BEIT))
   assert model_lib.checkpoint_subtrees(pretrained) == {'bert_encoder', 'adapter_norm'}
@@ -56,12 +56,13 @@ def test_init_draws_only_fresh_subtrees_with_one_program_for_any_number_of_model
   full_init = jax.jit(lambda rng: model.init(rng, jnp.zeros((1, 8, 8, 1)))['params'])  # Every subtree random.
   for i, rng in enumerate(rngs):
     reference = full_init(rng)
-    one = model_lib.init_params(model, rng, loaded, pretrained)
+    # Model i alone, in the stack of three, and in the stack of two (which starts at key 1).
+    models = [model_lib.init_params(model, rng, loaded, pretrained), jax.tree.map(lambda x: x[i], three)]
+    models += [jax.tree.map(lambda x: x[i - 1], two)] if i else []
     for name in reference:
       want = loaded[name] if name in ('bert_encoder', 'adapter_norm') else reference[name]
-      for got in (one[name], jax.tree.map(lambda x: x[i], three[name])) + (
-          (jax.tree.map(lambda x: x[i - 1], two[name]),) if i else ()):
-        jax.tree.map(np.testing.assert_array_equal, got, want)
+      for got in models:
+        jax.tree.map(np.testing.assert_array_equal, got[name], want)
   assert jax.tree.structure(three) == jax.tree.structure(reference) == jax.tree.structure(shapes)
 
 

@@ -179,18 +179,18 @@ def _init_program(model: HybridClassifier, skip: frozenset):
   return program
 
 
-def checkpoint_subtrees(pretrained: dict) -> frozenset:
-  """Names of the top-level subtrees whose every leaf came from a checkpoint (`load_pretrained`'s tree)."""
-  return frozenset(k for k, v in pretrained.items() if all(jax.tree.leaves(v)))
+def checkpoint_subtrees(pretrained: Optional[dict]) -> frozenset:
+  """Names of the top-level subtrees whose every leaf came from a checkpoint (`load_pretrained`'s tree; None:
+  none did)."""
+  return frozenset(k for k, v in (pretrained or {}).items() if all(jax.tree.leaves(v)))
 
 
 def init_params(model: HybridClassifier, rng, loaded: Optional[dict] = None,
                 pretrained: Optional[dict] = None) -> dict:
   """Initial parameters of `model`: random ones from `rng`; with `loaded` and `pretrained` (as `from_config` or
   `load_pretrained` return them), the checkpoint subtrees are taken from `loaded` and never drawn at random."""
-  skip = checkpoint_subtrees(pretrained) if pretrained is not None else frozenset()
-  fresh = _init_program(model, skip)(rng)
-  return {k: loaded[k] if k in skip else fresh[k] for k in (loaded if skip else fresh)}
+  skip = checkpoint_subtrees(pretrained)
+  return {**_init_program(model, skip)(rng), **{k: loaded[k] for k in skip}}
 
 
 @jax.jit
@@ -210,10 +210,9 @@ def init_stacked(model: HybridClassifier, rngs, loaded: Optional[dict] = None,
   M, and `jax.vmap` of the random initialisers compiles slower than the single model's init). The M random trees
   exist beside their stack for a moment: at most 2x the params, less than training the stack needs (the params'
   gradients and the optimiser's state)."""
-  skip = checkpoint_subtrees(pretrained) if pretrained is not None else frozenset()
+  skip = checkpoint_subtrees(pretrained)
   program = _init_program(model, skip)
-  stacked = _assemble([program(rng) for rng in rngs], {k: loaded[k] for k in skip})
-  return {k: stacked[k] for k in (loaded if skip else stacked)}
+  return _assemble([program(rng) for rng in rngs], {k: loaded[k] for k in skip})
 
 
 def _placements(bert_params, beit_params, has_bridge_norm):

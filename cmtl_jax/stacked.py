@@ -120,17 +120,10 @@ class Programs:
 def make_programs(model, tx, *, batch_size: int, steps: int, num_classes: int, eval_batch_size: int = 256,
                   label_smoothing: float = 0.0, width: int = 0, mesh: Optional[Mesh] = None) -> Programs:
   """Jits the group's epoch and scoring functions (compiled at their first call)."""
-  one_epoch = train.make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
-  evaluate = train.make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size)
-
-  def epoch_fn(state, raw_rng, epoch, images, labels, train_idx):
-    # Epoch e of every model uses fold_in(its key, e), as `train.fit` does; folded in here so that the keys
-    # never leave the (possibly sharded) program.
-    rng = jax.random.fold_in(jax.random.wrap_key_data(raw_rng), epoch)
-    return one_epoch(state, rng, images, labels, train_idx)
-
-  def score_fn(params, idx, images, labels):
-    return metrics_lib.scores(evaluate(params, images, labels, idx))
+  # Epoch e of every model uses fold_in(its key, e), derived inside the program, so that the keys never leave the
+  # (possibly sharded) program; the single-model program is `train.fit`'s.
+  epoch_fn = train.make_keyed_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
+  score_fn = train.make_score(model, num_classes=num_classes, batch_size=eval_batch_size)
 
   if width == 1:
     return Programs(jax.jit(epoch_fn, donate_argnums=0), jax.jit(score_fn), tx, 1, None)

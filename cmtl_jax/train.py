@@ -97,6 +97,24 @@ def make_train_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing:
   return train_epoch
 
 
+def make_keyed_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing: float = 0.0,
+                     impl=None) -> Callable:
+  """Returns `epoch_fn(state, raw_rng, epoch, images, labels, train_idx) -> (state, mean_loss)`: one epoch of
+  `make_train_epoch` with key `fold_in(wrap_key_data(raw_rng, impl), epoch)`.
+
+  The single-model program of both `fit` and the grid's stacks (which `jax.vmap` it over models): one function,
+  so one HLO, which the persistent compilation cache serves to both. The key travels as raw data (`[2]` uint32 for
+  the default PRNG, `impl`), which sharded stacks lay out over devices like any other array.
+  """
+  one_epoch = make_train_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
+
+  def epoch_fn(state, raw_rng, epoch, images, labels, train_idx):
+    rng = jax.random.fold_in(jax.random.wrap_key_data(raw_rng, impl=impl), epoch)
+    return one_epoch(state, rng, images, labels, train_idx)
+
+  return epoch_fn
+
+
 def make_predict(model, *, batch_size: int) -> Callable:
   """Returns `predict(params, images, idx) -> (predictions [n], valid [n])` for entries of `idx` (-1 = padding)."""
   beit = model.beit_config
@@ -126,6 +144,17 @@ def make_evaluate(model, *, num_classes: int, batch_size: int) -> Callable:
   return evaluate
 
 
+def make_score(model, *, num_classes: int, batch_size: int) -> Callable:
+  """Returns `score_fn(params, idx, images, labels) -> {metric: scalar}`: accuracy and macro f1, precision and
+  recall over the valid entries of `idx` (the validation program of `fit` and of the grid's stacks)."""
+  evaluate = make_evaluate(model, num_classes=num_classes, batch_size=batch_size)
+
+  def score_fn(params, idx, images, labels):
+    return metrics_lib.scores(evaluate(params, images, labels, idx))
+
+  return score_fn
+
+
 def evaluate_split(model, params, dataset: data.Dataset, split: str = 'test', batch_size: int = 256) -> dict:
   """Scores on one split of `dataset`: accuracy, macro f1/precision/recall, and per-class numbers."""
   evaluate = jax.jit(make_evaluate(model, num_classes=dataset.num_classes, batch_size=batch_size))
@@ -151,19 +180,23 @@ def fit(model, tx, params, images, labels, train_idx, val_idx, *, num_epochs: in
     finite ones).
   """
   steps = steps or steps_per_epoch(int(np.sum(np.asarray(train_idx) >= 0)), batch_size)
-  train_epoch = jax.jit(make_train_epoch(model, tx, batch_size=batch_size, steps=steps,
-                                         label_smoothing=label_smoothing), donate_argnums=0)
-  evaluate = jax.jit(make_evaluate(model, num_classes=num_classes, batch_size=eval_batch_size))
+  typed = jnp.issubdtype(rng.dtype, jax.dtypes.prng_key)  # Also takes a legacy raw `PRNGKey`.
+  train_epoch = jax.jit(make_keyed_epoch(model, tx, batch_size=batch_size, steps=steps,
+                                         label_smoothing=label_smoothing,
+                                         impl=jax.random.key_impl(rng) if typed else None), donate_argnums=0)
+  score = jax.jit(make_score(model, num_classes=num_classes, batch_size=eval_batch_size))
   train_idx = jnp.asarray(train_idx)
+  val_idx = None if val_idx is None else jnp.asarray(val_idx)
+  raw_rng = jax.random.key_data(rng) if typed else rng
   state = init_state(params, tx)
   history = []
   start = time.perf_counter()
   for epoch in range(1, num_epochs + 1):
-    state, loss = train_epoch(state, jax.random.fold_in(rng, epoch), images, labels, train_idx)
+    state, loss = train_epoch(state, raw_rng, np.int32(epoch), images, labels, train_idx)
     record = {'epoch': epoch, 'loss': float(loss), 'diverged': not bool(state['finite'])}
     line = f'epoch {epoch}/{num_epochs}  loss {record["loss"]:.4f}'
     if val_idx is not None:
-      scores = metrics_lib.scores(evaluate(state['params'], images, labels, jnp.asarray(val_idx)))
+      scores = score(state['params'], val_idx, images, labels)
       # A diverged model has no score (scikit-learn's error_score=nan).
       record.update({f'val_{k}': math.nan if record['diverged'] else float(v) for k, v in scores.items()})
       line += f'  val_acc {record["val_accuracy"]:.4f}  val_f1 {record["val_f1"]:.4f}'

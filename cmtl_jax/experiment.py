@@ -87,8 +87,8 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
 
 
 def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid_lib.GridSearchCV:
-  """Runs the grid `config.grid` describes (resuming finished groups in `workdir`), refits the best cell, and
-  writes cv_results.json / .csv, one heatmap per optimiser and summary.md into `workdir`."""
+  """Runs the grid `config.grid` describes (resuming finished groups, or halving rounds, in `workdir`), refits the
+  best cell, and writes cv_results.json / .csv, one heatmap per optimiser and summary.md into `workdir`."""
   param_grid = {k: list(v) for k, v in config.grid.to_dict().items()}
   start = time.perf_counter()
   common = dict(cv=config.cv, refit=config.refit, score_epoch=config.score_epoch,
@@ -96,10 +96,9 @@ def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid
   if config.search == 'halving':
     search = halving.HalvingGridSearchCV(config, param_grid, factor=config.halving_factor,
                                          min_epochs=config.halving_min_epochs, **common)
-    search.fit()  # In memory: a halving search does not resume.
   else:
     search = grid_lib.GridSearchCV(config, param_grid, **common)
-    search.fit(workdir=workdir)
+  search.fit(workdir=workdir)
   seconds = time.perf_counter() - start
   if workdir and jax.process_index() == 0:  # Under jax.distributed every process holds the results; one writes.
     report.write_cv_results(workdir, search.cv_results_)

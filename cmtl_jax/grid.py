@@ -309,7 +309,7 @@ class GridSearchCV:
       on_group_done: called with a group's index after its results are saved (a hook for progress or tests).
     """
     dataset = self._prepare(dataset)
-    store = _GroupStore(workdir, self._fingerprint(dataset)) if workdir else None
+    store = Store(workdir, self._fingerprint(dataset)) if workdir else None
     done = store.finished() if store else {}
     todo = [g for g in self.groups if g.index not in done]
     self._check_batch_sizes(todo)
@@ -407,13 +407,21 @@ def _jsonable(value):
   return json.loads(json.dumps(value, default=list))
 
 
-class _GroupStore:
-  """Finished groups' results as orbax checkpoints (one step per group) under `<workdir>/groups`, plus the
-  fingerprint of the run that made them; a workdir made by a different config is refused."""
+class Store:
+  """A search's progress as orbax checkpoints under `<workdir>/<name>` (one step per finished group, or per
+  finished round of a halving search), plus the fingerprint of the run that made them (`grid_config.json`); a
+  workdir made by a different config is refused. Each step holds a JSON item `results` and, with `arrays`, a tree
+  of numpy arrays `arrays`. A save cut short by a kill leaves only an orbax temporary directory, removed here; that
+  step counts as not done.
 
-  def __init__(self, workdir: str, fingerprint: dict):
+  Args:
+    max_to_keep: steps kept (None = all; 1 = only the latest, for progress that supersedes itself).
+  """
+
+  def __init__(self, workdir: str, fingerprint: dict, name: str = 'groups', *, arrays: bool = False,
+               max_to_keep: Optional[int] = None):
     os.makedirs(workdir, exist_ok=True)
-    self.directory = os.path.join(os.path.abspath(workdir), 'groups')
+    self.directory = os.path.join(os.path.abspath(workdir), name)
     path = os.path.join(workdir, 'grid_config.json')
     fingerprint = _jsonable(fingerprint)
     if os.path.exists(path):
@@ -432,17 +440,33 @@ class _GroupStore:
       with open(tmp, 'w') as f:
         json.dump(fingerprint, f, indent=2, sort_keys=True)
       os.replace(tmp, path)
-    # A save interrupted by a kill leaves only an orbax temporary directory; it is removed here, and the group
-    # counts as unfinished.
-    options = ocp.CheckpointManagerOptions(max_to_keep=None, create=True, cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, item_names=('results',), options=options)
+    self.items = ('results', 'arrays') if arrays else ('results',)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+    self.manager = ocp.CheckpointManager(self.directory, item_names=self.items, options=options)
 
   def finished(self) -> dict:
+    """{step: results} of every step kept."""
     return {step: self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
             for step in self.manager.all_steps()}
 
-  def save(self, index: int, result: dict) -> None:
-    self.manager.save(index, args=ocp.args.Composite(results=ocp.args.JsonSave(result)), force=True)
+  def latest(self):
+    """(step, results) of the latest step, or None."""
+    step = self.manager.latest_step()
+    if step is None:
+      return None
+    return step, self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
+
+  def arrays(self, step: int, like):
+    """The arrays of `step`, read into the structure of `like` (numpy arrays of the right shapes and dtypes)."""
+    if not like:  # Nothing was saved (orbax refuses an empty tree).
+      return like
+    return self.manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(like))).arrays
+
+  def save(self, index: int, result: dict, arrays=None) -> None:
+    items = {'results': ocp.args.JsonSave(result)}
+    if arrays:  # An empty tree is not saved (orbax refuses it); `arrays` reads it back as empty.
+      items['arrays'] = ocp.args.StandardSave(arrays)
+    self.manager.save(index, args=ocp.args.Composite(**items), force=True)
     self.manager.wait_until_finished()
 
 

@@ -6,11 +6,14 @@ scikit-learn, which refits each round from scratch with more resources, survivor
 stopped: every model trains on the learning-rate schedule of the full `num_epochs` from its first step, so a cell
 that reaches the last round has trained exactly as in the exhaustive search, and its scores there are the
 exhaustive search's (with `vmap_width=1`, bit for bit).
+
+With a workdir, every finished round is checkpointed (the scores so far and the train states of the models that go
+on), and a rerun of the same search resumes after the last finished round, training on as if never stopped.
 """
 
 import math
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -64,11 +67,23 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     self.factor = factor
     self.min_epochs = min_epochs
 
-  def fit(self, dataset: Optional[data.Dataset] = None, workdir: str = '', on_group_done=None):
-    """Runs the rounds in memory (a halving search does not resume from `workdir`), then refits the best cell."""
-    del workdir, on_group_done
+  def fit(self, dataset: Optional[data.Dataset] = None, workdir: str = '', on_group_done=None,
+          on_round_done: Optional[Callable[[int], None]] = None):
+    """Runs the rounds (resuming after the last round finished in `workdir`), then refits the best cell.
+
+    Args:
+      dataset: the data (default: the config's dataset). CV runs on train + val; test is only for the refit.
+      workdir: where each finished round is checkpointed: the scores so far and the train states of the models
+        that go on (only the latest round is kept); a rerun of the same search resumes after it. '' keeps
+        everything in memory.
+      on_group_done: unused: a halving search's unit of progress is the round.
+      on_round_done: called with a round's index after it is saved (a hook for progress or tests).
+    """
+    del on_group_done
     dataset = self._prepare(dataset)
     self._check_batch_sizes(self.groups)
+    store = grid.Store(workdir, self._fingerprint(dataset), 'rounds', arrays=True, max_to_keep=1) \
+        if workdir else None
     staged = self._stage(dataset)
     max_epochs = self.config.num_epochs
     plan = schedule(len(self.cells), max_epochs, self.factor, self.min_epochs)
@@ -77,28 +92,28 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     self.n_iterations_ = len(plan)
     self.trained_groups_ = [g.index for g in self.groups]
     self.models_per_program_ = {}
-    stacks = []  # [members of the stack's part, Stack], every model of every group.
+    stacks = {}  # Every model of every group: {stack number: [(cell, fold) of the stack's models, Stack]}.
     for group in self.groups:
       group_plan = self._plan(group, dataset, self.folds_)
       self.models_per_program_[group.index] = group_plan.chunk
-      stacks += [[part, stack] for part, stack in self._stacks(group_plan)]
+      for part, stack in self._stacks(group_plan):
+        stacks[len(stacks)] = [part, stack]
     history = {}  # (cell, fold) -> {key: [per-epoch values]}
     candidates = list(range(len(self.cells)))
-    rows, self.epochs_trained_ = [], 0
-    bar = grid.progress_bar(sum(n * (r - prev) for (n, r), prev in zip(plan, [0] + self.n_resources_[:-1]))
-                         * self.cv, self.log)
-    for iteration, (_, epochs) in enumerate(plan):
-      alive, seconds = set(candidates), {}
-      for entry in list(stacks):
-        part, stack = entry
+    rows, self.epochs_trained_, first = [], 0, 0
+    saved = store.latest() if store else None
+    if saved:
+      first, candidates, rows, history = self._resume(store, *saved, stacks)
+    self.rounds_trained_ = list(range(first, len(plan)))
+    resources = [0] + self.n_resources_
+    bar = grid.progress_bar(sum(n * (resources[i + 1] - resources[i]) for i, (n, _) in enumerate(plan)
+                                if i >= first) * self.cv, self.log)
+    for iteration in range(first, len(plan)):
+      epochs = plan[iteration][1]
+      _keep_only(stacks, set(candidates))
+      seconds = {}
+      for part, stack in stacks.values():
         members = [part[m] for m in stack.models]
-        keep = [j for j, (cell, _) in enumerate(members) if cell in alive]
-        if not keep:
-          stacks.remove(entry)
-          continue
-        if len(keep) < len(members):
-          stack.keep(keep)
-          members = [members[j] for j in keep]
         bar.set_description(f'round {iteration + 1}/{len(plan)}: {len(candidates)} cells to epoch {epochs}')
         before, began = stack.epoch, time.perf_counter()
         trained = stack.train(epochs, *staged, on_epoch=lambda e, n=len(members): bar.update(n))
@@ -115,6 +130,14 @@ class HalvingGridSearchCV(grid.GridSearchCV):
         means = np.array([np.mean(row[3][self.refit or 'accuracy']) for row in rows[-len(candidates):]])
         order = np.argsort(-np.nan_to_num(means, nan=-np.inf), kind='stable')  # NaN (diverged) last.
         candidates = [candidates[i] for i in order[:plan[iteration + 1][0]]]
+      else:
+        candidates = []  # Nothing trains on: no state to keep.
+      if store:
+        _keep_only(stacks, set(candidates))  # Only the models that go on are saved.
+        store.save(iteration, self._progress(iteration, candidates, rows, history, stacks),
+                   {str(i): stack.host_state() for i, (_, stack) in stacks.items()})
+      if on_round_done:
+        on_round_done(iteration)
     bar.close()
     self.exhaustive_epochs_ = len(self.cells) * self.cv * max_epochs
     self.epoch_fraction_ = self.epochs_trained_ / self.exhaustive_epochs_
@@ -122,6 +145,34 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     if self.refit:
       self._refit(dataset)
     return self
+
+  def _fingerprint(self, dataset) -> dict:
+    return {**super()._fingerprint(dataset), 'halving': {'factor': self.factor, 'min_epochs': self.min_epochs}}
+
+  def _progress(self, iteration: int, candidates: list, rows: list, history: dict, stacks: dict) -> dict:
+    """A finished round as JSON: what `_resume` needs besides the models' train states."""
+    return {'round': iteration, 'candidates': candidates, 'epochs_trained': self.epochs_trained_,
+            'rows': [[cell, it, epochs, {k: np.asarray(v).tolist() for k, v in scores.items()}, seconds.tolist()]
+                     for cell, it, epochs, scores, seconds in rows],
+            'history': [[cell, fold, record] for (cell, fold), record in history.items()],
+            'stacks': [[i, stack.models.tolist(), stack.epoch] for i, (_, stack) in stacks.items()]}
+
+  def _resume(self, store, step: int, progress: dict, stacks: dict):
+    """Brings the freshly built `stacks` to the state saved after round `step`; returns what the loop needs."""
+    saved = {i: (models, epoch) for i, models, epoch in progress['stacks']}
+    for i in [i for i in stacks if i not in saved]:
+      del stacks[i]
+    for i, (models, _) in saved.items():
+      stack = stacks[i][1]
+      stack.keep([stack.models.tolist().index(m) for m in models])
+    leaves = store.arrays(step, {str(i): stack.state_like() for i, (_, stack) in stacks.items()})
+    for i, (_, epoch) in saved.items():
+      stacks[i][1].restore(leaves[str(i)], epoch)
+    self.epochs_trained_ = progress['epochs_trained']
+    rows = [(cell, it, epochs, {k: np.asarray(v) for k, v in scores.items()}, np.asarray(seconds))
+            for cell, it, epochs, scores, seconds in progress['rows']]
+    history = {(cell, fold): record for cell, fold, record in progress['history']}
+    return step + 1, progress['candidates'], rows, history
 
   def _scores(self, history: dict, cell: int) -> dict:
     """Per-fold scores of a cell at the end of its latest round (NaN for folds that diverged)."""
@@ -157,3 +208,13 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     self.best_index_ = int(np.argmin(results[f'rank_test_{metric}']))
     self.best_params_ = dict(cells[self.best_index_])
     self.best_score_ = float(results[f'mean_test_{metric}'][self.best_index_])
+
+
+def _keep_only(stacks: dict, cells: set) -> None:
+  """Drops from `stacks` ({number: [members, Stack]}) every model whose cell is not in `cells`."""
+  for i, (part, stack) in list(stacks.items()):
+    keep = [j for j, m in enumerate(stack.models) if part[m][0] in cells]
+    if not keep:
+      del stacks[i]
+    elif len(keep) < len(stack.models):
+      stack.keep(keep)

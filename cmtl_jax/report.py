@@ -114,8 +114,10 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
   lines = ['# Grid search summary', '']
   if command:
     lines += ['```', command, '```', '']
+  done = (f'{len(search.rounds_trained_)} of {search.n_iterations_} halving rounds'
+          if hasattr(search, 'rounds_trained_') else f'{len(search.trained_groups_)} of {len(search.groups)} groups')
   lines += [f'- machine: {machine}', f'- wall time: {seconds:.0f} s for {len(search.cells)} cells x {search.cv} '
-            f'folds ({len(search.trained_groups_)} of {len(search.groups)} groups trained in this run)',
+            f'folds ({done} trained in this run)',
             f'- scores: epoch "{search.score_epoch_}" of each fit; refit metric: {search.refit}', '',
             '| optimizer | best cell | ' + ' | '.join(f'mean {m}' for m in metrics_lib.METRICS) + ' |',
             '| --- | --- | ' + ' | '.join('---' for _ in metrics_lib.METRICS) + ' |']

@@ -205,6 +205,34 @@ class Stack:
     """The current parameters of the models still in the stack, leaves `[len(models), ...]`."""
     return self._joined('state')['params']
 
+  @property
+  def state(self):
+    """The train states of the models still in the stack (`{'params', 'opt', 'finite'}`, leaves
+    `[len(models), ...]`): what `restore` takes back."""
+    return self._joined('state')
+
+  def state_like(self) -> list:
+    """Empty numpy arrays shaped like `host_state`'s (a checkpoint's target to read states into)."""
+    rows = len(self.models)
+    leaves = jax.tree.leaves(self._chunks[0]['state'])
+    inner = (lambda x: x.shape) if self.programs.width == 1 else (lambda x: x.shape[1:])
+    return [np.empty((rows, *inner(x)), x.dtype) for x in leaves]
+
+  def host_state(self) -> list:
+    """`state`'s leaves as numpy arrays on every process (gathered from all processes under jax.distributed)."""
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return [np.asarray(x) if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True)
+            for x in jax.tree.leaves(self.state)]
+
+  def restore(self, leaves, epoch: int) -> None:
+    """Puts back the models' train states, as `host_state` gave them (e.g. read from a checkpoint), for the models
+    now in the stack, which have trained until `epoch`."""
+    state = jax.tree.unflatten(jax.tree.structure(self._chunks[0]['state']), leaves)
+    if self.programs.mesh is None:  # Committed, as `_init_states` makes them: the epoch program compiles once.
+      state = jax.device_put(state, jax.local_devices()[0])
+    self._place(state, *(self._joined(k) for k in ('train', 'val', 'rng')))
+    self.epoch = epoch
+
   def keep(self, rows) -> None:
     """Keeps only the models at positions `rows` of the current stack (in that order)."""
     rows = np.asarray(rows, np.int64)

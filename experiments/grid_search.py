@@ -5,7 +5,8 @@
 Writes cv_results.json, cv_results.csv, heatmap_<optimizer>.png and summary.md into --workdir. Rerunning the same
 command skips finished groups; a different config in an existing workdir is refused.
 
-Successive halving instead of the exhaustive search (in memory, not resumable):
+Successive halving instead of the exhaustive search (resumable too: a rerun goes on after the last finished round,
+with the surviving models' train states read back from --workdir/rounds):
 
   python -m experiments.grid_search --config=experiments/configs/digits_grid.py --config.search=halving \
       --config.num_epochs=9 --workdir=/tmp/cmtl_halving

@@ -90,3 +90,42 @@ def test_a_vectorised_stack_continues_the_models_it_keeps(tiny_config):
   assert list(kept.models) == [2, 0]
   np.testing.assert_allclose(history['loss'][:, 0], alone['loss'][:, 1], rtol=1e-4)  # Vectorised: float32 rounding.
   np.testing.assert_allclose(history['accuracy'][:, 0], alone['accuracy'][:, 1], atol=2 / len(digits.val))
+
+
+@pytest.mark.parametrize('vmap_width', [1, 0])
+def test_an_interrupted_halving_search_resumes_to_the_uninterrupted_results(tiny_config, tmp_path, vmap_width):
+  config = tiny_config
+  config.num_epochs, config.vmap_width = 3, vmap_width  # 1: model after model (the CPU path); 0: vectorised.
+  param_grid = {'learning_rate': [1e-4, 1e-3, 3e-3]}  # Rounds: 3 cells to epoch 1, then the best one to epoch 3.
+  digits = cmtl_jax.load_dataset(config)
+
+  def search():
+    return halving.HalvingGridSearchCV(config, param_grid, cv=2, refit=None, log=None)
+
+  class Interrupt(Exception):
+    pass
+
+  def stop_after(round_index):
+    raise Interrupt(round_index)
+
+  workdir = str(tmp_path / 'run')
+  with pytest.raises(Interrupt):
+    search().fit(digits, workdir=workdir, on_round_done=stop_after)
+  resumed = search().fit(digits, workdir=workdir)
+  assert resumed.rounds_trained_ == [1]  # Round 0 was not trained again: its survivors went on from their states.
+  fresh = search().fit(digits)  # In memory, never stopped.
+  assert fresh.rounds_trained_ == [0, 1] and fresh.n_candidates_ == [3, 1]
+  assert resumed.epochs_trained_ == fresh.epochs_trained_ == 3 * 2 * 1 + 1 * 2 * 2
+  for key, value in fresh.cv_results_.items():
+    if key.startswith(('split', 'mean_test', 'std_test', 'rank_test', 'iter', 'n_resources', 'params')):
+      np.testing.assert_array_equal(resumed.cv_results_[key], value, err_msg=key)
+  for cell, history in fresh.histories_.items():
+    for key in ('loss', *metrics_lib.METRICS):
+      np.testing.assert_array_equal(resumed.histories_[cell][key], history[key], err_msg=f'{cell} {key}')
+  assert resumed.best_params_ == fresh.best_params_
+
+  again = search().fit(digits, workdir=workdir)  # Every round done: nothing trains.
+  assert again.rounds_trained_ == [] and again.best_params_ == fresh.best_params_
+  with pytest.raises(ConfigError, match='different config .*halving.factor'):
+    halving.HalvingGridSearchCV(config, param_grid, cv=2, refit=None, log=None, factor=2).fit(digits,
+                                                                                                workdir=workdir)

@@ -440,9 +440,9 @@ class Store:
       with open(tmp, 'w') as f:
         json.dump(fingerprint, f, indent=2, sort_keys=True)
       os.replace(tmp, path)
-    self.items = ('results', 'arrays') if arrays else ('results',)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, item_names=self.items, options=options)
+    self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
+                                         options=options)
 
   def finished(self) -> dict:
     """{step: results} of every step kept."""

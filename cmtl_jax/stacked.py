@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cmtl_jax import metrics as metrics_lib
@@ -220,7 +221,6 @@ class Stack:
 
   def host_state(self) -> list:
     """`state`'s leaves as numpy arrays on every process (gathered from all processes under jax.distributed)."""
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     return [np.asarray(x) if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True)
             for x in jax.tree.leaves(self.state)]
 

@@ -53,8 +53,10 @@ class HalvingGridSearchCV(grid.GridSearchCV):
       round) and `n_resources` (epochs trained by the end of that round). Ranks put rows of later rounds first,
       then order by mean score, as scikit-learn's halving search does.
     n_candidates_, n_resources_: cells and epochs per round; n_iterations_: rounds.
-    epochs_trained_: model-epochs trained in all (each of `cv` fits of a cell counts); exhaustive_epochs_: what
-      the exhaustive search trains (cells x cv x num_epochs); epoch_fraction_: their ratio.
+    epochs_trained_: model-epochs trained in all (each of `cv` fits of a cell counts; rounds resumed from a
+      workdir included); exhaustive_epochs_: what the exhaustive search trains (cells x cv x num_epochs);
+      epoch_fraction_: their ratio.
+    rounds_trained_: the rounds this `fit` trained (the earlier ones were resumed from the workdir).
   """
 
   def __init__(self, config, param_grid, *, factor: int = 3, min_epochs: int = 0, **kwargs):

@@ -95,3 +95,22 @@ def test_weight_decay_skips_vectors():
   np.testing.assert_allclose(updates['bias'], 0.0)
   np.testing.assert_allclose(updates['kernel'], -0.05)
   assert isinstance(tx, optax.GradientTransformation)
+
+
+def test_fit_takes_a_legacy_raw_key_as_its_typed_twin_and_other_prng_impls(minilm):
+  model, params, pretrained = _tiny_setup(minilm)
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (96, 8, 8, 1)), jnp.uint8)
+  labels = jnp.asarray(np.arange(96) % 4, jnp.int32)
+  tx = optim.make_optimizer('adam', 1e-3, total_steps=4)
+
+  def run(rng):
+    return train.fit(model, tx, params, images, labels, np.arange(64), np.arange(64, 96), num_epochs=2,
+                     batch_size=32, num_classes=4, rng=rng, log=None)
+
+  typed_params, typed = run(jax.random.key(3))
+  raw_params, raw = run(jax.random.PRNGKey(3))  # The same bits, untyped: the same training.
+  assert raw == [dict(h, seconds=r['seconds']) for h, r in zip(typed, raw)]
+  jax.tree.map(np.testing.assert_array_equal, raw_params, typed_params)
+  rbg_params, rbg = run(jax.random.key(3, impl='rbg'))  # Another PRNG: its own dropout and shuffling.
+  assert np.isfinite([h['loss'] for h in rbg]).all()
+  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, rbg_params, typed_params)))

@@ -204,7 +204,7 @@ class Stack:
   @property
   def params(self):
     """The current parameters of the models still in the stack, leaves `[len(models), ...]`."""
-    return self._joined('state')['params']
+    return self.state['params']
 
   @property
   def state(self):

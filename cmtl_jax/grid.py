@@ -444,17 +444,17 @@ class Store:
     self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
                                          options=options)
 
+  def _results(self, step: int) -> dict:
+    return self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
+
   def finished(self) -> dict:
     """{step: results} of every step kept."""
-    return {step: self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
-            for step in self.manager.all_steps()}
+    return {step: self._results(step) for step in self.manager.all_steps()}
 
   def latest(self):
     """(step, results) of the latest step, or None."""
     step = self.manager.latest_step()
-    if step is None:
-      return None
-    return step, self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
+    return None if step is None else (step, self._results(step))
 
   def arrays(self, step: int, like):
     """The arrays of `step`, read into the structure of `like` (numpy arrays of the right shapes and dtypes)."""

@@ -112,7 +112,6 @@ class HalvingGridSearchCV(grid.GridSearchCV):
                                 if i >= first) * self.cv, self.log)
     for iteration in range(first, len(plan)):
       epochs = plan[iteration][1]
-      _keep_only(stacks, set(candidates))
       seconds = {}
       for part, stack in stacks.values():
         members = [part[m] for m in stack.models]
@@ -134,8 +133,8 @@ class HalvingGridSearchCV(grid.GridSearchCV):
         candidates = [candidates[i] for i in order[:plan[iteration + 1][0]]]
       else:
         candidates = []  # Nothing trains on: no state to keep.
+      _keep_only(stacks, set(candidates))  # Only the models that go on stay (and are saved).
       if store:
-        _keep_only(stacks, set(candidates))  # Only the models that go on are saved.
         store.save(iteration, self._progress(iteration, candidates, rows, history, stacks),
                    {str(i): stack.host_state() for i, (_, stack) in stacks.items()})
       if on_round_done:

@@ -157,6 +157,41 @@ def _op_names(hlo_text: str) -> dict:
   return {m.group(1): m.group(2).replace('jit(train_epoch)/while/body/closed_call/', '') for m in found}
 
 
+def wall_shares(events) -> tuple:
+  """Wall time attributed to trace events: each instant is split evenly among the events open then, and an instant
+  when none is open goes to the event that ended last before it.
+
+  The second rule is for asynchronous ops: on XLA:CPU a `dot` thunk that Eigen runs (e.g. a weight gradient whose
+  lhs contracts its first dimension) has an event that covers only its launch, and its work goes on in the thread
+  pool until the next thunk that needs the result starts; summing event durations misses that time.
+
+  Args:
+    events: (start, end, key) triples; times in any unit.
+
+  Returns:
+    (shares, idle): `{key: attributed time}`, whose sum is the span from the first start to the last end, and the
+    part of that span when no event was open.
+  """
+  bounds = sorted([(start, 1, i) for i, (start, _, _) in enumerate(events)] +
+                  [(end, 0, i) for i, (_, end, _) in enumerate(events)])  # At equal times ends come first.
+  shares, idle, open_, last_ended, previous = collections.Counter(), 0, set(), None, None
+  for time_, is_start, i in bounds:
+    if previous is not None and time_ > previous:
+      if open_:
+        for j in open_:
+          shares[events[j][2]] += (time_ - previous) / len(open_)
+      else:
+        shares[events[last_ended][2]] += time_ - previous
+        idle += time_ - previous
+    previous = time_
+    if is_start:
+      open_.add(i)
+    else:
+      open_.discard(i)
+      last_ended = i
+  return dict(shares), idle
+
+
 def profile_step(config, *, num_classes: int = 10, steps: int = 10, top: int = 12) -> dict:
   """Where the training step's time goes: one epoch of `steps` steps under `jax.profiler.trace`, the trace's
   events of the step's program (those with an `hlo_op`, on CPU one per thunk, on GPUs one per kernel) summed by
@@ -165,7 +200,9 @@ def profile_step(config, *, num_classes: int = 10, steps: int = 10, top: int = 1
   Returns:
     `seconds_per_step` (wall, traced), `op_seconds_per_step` (sum over events; thunks may overlap),
     `kinds`: [(kind, seconds per step)] longest first, `ops`: the `top` longest instructions as
-    (name, seconds per step, op_name).
+    (name, seconds per step, op_name); and by wall time (`wall_shares`, which also counts the work of asynchronous
+    ops that runs after their events end): `wall_kinds` and `wall_ops` alike, `idle_seconds_per_step` (no event
+    open) and `span_seconds_per_step` (first event's start to last event's end, what `wall_kinds` sums to).
   """
   timer, _ = step_timer(config, num_classes=num_classes, steps=steps)
   hlo_text = timer.compiled.as_text()
@@ -178,16 +215,28 @@ def profile_step(config, *, num_classes: int = 10, steps: int = 10, top: int = 1
     with gzip.open(path) as f:
       events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
-  per_op = collections.Counter()
+  intervals = []  # (start, end, op) in microseconds.
   for event in events:
     args = event.get('args') or {}
     if event.get('ph') == 'X' and 'hlo_op' in args and args.get('hlo_module', module) == module:
-      per_op[args['hlo_op']] += event['dur'] * 1e-6 / steps
-  kinds = collections.Counter()
-  for op, op_seconds in per_op.items():
-    kinds[_op_kind(op)] += op_seconds
-  return {'seconds_per_step': seconds, 'op_seconds_per_step': sum(per_op.values()), 'kinds': kinds.most_common(),
-          'ops': [(op, t, names.get(op, '')) for op, t in per_op.most_common(top)]}
+      intervals.append((event['ts'], event['ts'] + event['dur'], args['hlo_op']))
+  per_op = collections.Counter()
+  for start, end, op in intervals:
+    per_op[op] += (end - start) * 1e-6 / steps
+  wall, idle = wall_shares(intervals)
+  wall_op = collections.Counter({op: t * 1e-6 / steps for op, t in wall.items()})
+
+  def by_kind(counter):
+    kinds = collections.Counter()
+    for op, op_seconds in counter.items():
+      kinds[_op_kind(op)] += op_seconds
+    return kinds.most_common()
+
+  span = (max(end for _, end, _ in intervals) - min(start for start, _, _ in intervals)) * 1e-6 / steps
+  return {'seconds_per_step': seconds, 'op_seconds_per_step': sum(per_op.values()), 'kinds': by_kind(per_op),
+          'ops': [(op, t, names.get(op, '')) for op, t in per_op.most_common(top)],
+          'span_seconds_per_step': span, 'idle_seconds_per_step': idle * 1e-6 / steps, 'wall_kinds': by_kind(wall_op),
+          'wall_ops': [(op, t, names.get(op, '')) for op, t in wall_op.most_common(top)]}
 
 
 def torch_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0):
@@ -383,6 +432,15 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, r
         log(f'  {kind:32s} {1e3 * seconds:8.2f} ms {seconds / profile["op_seconds_per_step"]:6.1%}')
       log('longest instructions:')
       for op, seconds, op_name in profile['ops']:
+        log(f'  {op:32s} {1e3 * seconds:8.2f} ms  {op_name[-100:]}')
+      span = profile['span_seconds_per_step']
+      log(f'by wall time ({1e3 * span:.2f} ms/step from the first op to the last; each instant split among the ops '
+          f'running then, an instant with none ({1e3 * profile["idle_seconds_per_step"]:.2f} ms/step) counted to '
+          f'the op that ended last: asynchronous ops such as Eigen dots run on after their events end):')
+      for kind, seconds in profile['wall_kinds'][:12]:
+        log(f'  {kind:32s} {1e3 * seconds:8.2f} ms {seconds / span:6.1%}')
+      log('longest instructions by wall time:')
+      for op, seconds, op_name in profile['wall_ops']:
         log(f'  {op:32s} {1e3 * seconds:8.2f} ms  {op_name[-100:]}')
   if 'stacked' in parts:
     result['stacked'] = stacked_vs_loop(grid_config, epochs=stacked_epochs, vmap_widths=vmap_widths)

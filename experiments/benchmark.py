@@ -13,7 +13,8 @@ MFU and the PyTorch ratio are the median of --rounds interleaved rounds (peak, o
 --compilation_cache_dir=DIR so that the stacked part's one-by-one loop compiles its program once, not per model.
 --parts=profile traces one epoch of the step with jax.profiler and prints where its time goes, by kind of HLO
 instruction (matmuls, transposes, elementwise fusions, ...) and the longest instructions with the layer they come
-from (BUILD_NOTES.md, "CPU benchmark (measured)").
+from, twice: summed over the ops' events, and by wall time (which counts the work of asynchronous ops, such as
+XLA:CPU's Eigen dots, that goes on after their events end) (BUILD_NOTES.md, "CPU benchmark (measured)").
 
 Measured (CPU box, 2 cores, 2026-11-28; the VM's speed drifts by up to ~25 %): `--parts=mfu,torch --rounds=7`
 step_mfu 0.527, 0.555 and (`--parts=mfu`) 0.595 in three runs (rounds 0.49-0.69), torch_speedup 1.11 and 1.09;

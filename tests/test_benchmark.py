@@ -78,3 +78,18 @@ def test_profile_accounts_for_the_step_by_kind_of_instruction(tiny_config):
   assert any('dot' in k or 'gemm' in k or 'ynn' in k for k in kinds), kinds  # The matmuls are there.
   assert all('.' not in k for k in kinds)  # Summed by kind: `dot.12` and `dot.13` are one `dot`.
   assert len(result['ops']) == 5 and any('HybridClassifier' in op_name for _, _, op_name in result['ops'])
+  # By wall time: every instant from the first op to the last is counted once, and that span lies in the epoch.
+  wall_kinds = dict(result['wall_kinds'])
+  assert sum(wall_kinds.values()) == pytest.approx(result['span_seconds_per_step'])
+  assert 0 <= result['idle_seconds_per_step'] < result['span_seconds_per_step'] <= result['seconds_per_step']
+  assert set(wall_kinds) == set(kinds) and len(result['wall_ops']) == 5
+
+
+def test_wall_shares_split_overlaps_and_give_idle_time_to_the_op_that_ended_last():
+  events = [(0, 10, 'a'), (5, 15, 'b'), (20, 30, 'c'), (30, 32, 'd'), (40, 41, 'a')]
+  shares, idle = benchmark.wall_shares(events)
+  # a: 0-5 alone, 5-10 shared with b, 40-41; b: 5-10 shared, 10-15 alone, 15-20 idle after it ended last;
+  # c: 20-30; d: 30-32 and the idle 32-40.
+  assert shares == {'a': 5 + 2.5 + 1, 'b': 2.5 + 5 + 5, 'c': 10, 'd': 2 + 8}
+  assert idle == 5 + 8
+  assert sum(shares.values()) == 41

@@ -4,6 +4,7 @@
 `load_pretrained` is the one place where they are put into the hybrid's tree.
 """
 
+import contextlib
 import dataclasses
 from typing import Any, Optional
 
@@ -14,6 +15,7 @@ import numpy as np
 from transformers.models.beit import modeling_flax_beit
 from transformers.models.bert import modeling_flax_bert
 
+from cmtl_jax import dense
 from cmtl_jax.errors import ConfigError
 
 
@@ -85,6 +87,8 @@ class HybridClassifier(nn.Module):
     pooling: 'mean' over all tokens, or the 'cls' token.
     bridge_norm: LayerNorm between BEiT and BERT (BERT's post-LN layers expect normalised input).
     dtype: computation dtype.
+    weight_grads_2d: every Dense layer's kernel gradient as one 2-D matmul (`dense.dense_matmul`: the same values,
+      faster on XLA:CPU); False: JAX's own transpose rule.
   """
   beit_config: Any
   bert_config: Optional[Any]
@@ -92,6 +96,7 @@ class HybridClassifier(nn.Module):
   pooling: str = 'mean'
   bridge_norm: bool = True
   dtype: Any = jnp.float32
+  weight_grads_2d: bool = True
 
   def setup(self):
     beit = self.beit_config
@@ -128,11 +133,12 @@ class HybridClassifier(nn.Module):
 
   def __call__(self, pixels, train: bool = False):
     """Logits `[batch, num_classes]` (float32) from pixels `[batch, H, W, C]`."""
-    tokens = self.encode_image(pixels, train)
-    if self.bert_config is not None:
-      tokens = self.encode_text_layers(self.bridge(tokens), train)
-    pooled = tokens.mean(axis=1) if self.pooling == 'mean' else tokens[:, 0]
-    return self.head(self.pool_norm(pooled)).astype(jnp.float32)
+    with dense.intercept_dense() if self.weight_grads_2d else contextlib.nullcontext():
+      tokens = self.encode_image(pixels, train)
+      if self.bert_config is not None:
+        tokens = self.encode_text_layers(self.bridge(tokens), train)
+      pooled = tokens.mean(axis=1) if self.pooling == 'mean' else tokens[:, 0]
+      return self.head(self.pool_norm(pooled)).astype(jnp.float32)
 
 
 def build(beit_config, bert_config, num_classes: int, pooling: str = 'mean', bridge_norm: bool = True,

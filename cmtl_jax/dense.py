@@ -2,10 +2,11 @@
 
 For `y = x @ kernel` with `x [..., in]`, JAX's transpose rule writes the kernel's gradient as a dot of `g` and `x`
 contracting all their leading axes, then a transpose. XLA:CPU turns that into a copy of `g` transposed and an
-Eigen dot with both operands transposed. `dense_matmul` gives the same values (bit for bit on CPU, tested; float64 too) from
+Eigen dot with both operands transposed. `dense_matmul` computes the same values from
 `x.reshape(-1, in)^T @ g.reshape(-1, out)` as one dot, which XLA:CPU runs without the copy: the hybrid's train
-step on a 2-core CPU took ~0.95x the time (BUILD_NOTES.md, "CPU benchmark (measured)", session 16). A whole
-compiled epoch may still round differently, as any change to a program may: XLA fuses its neighbours differently.
+step on a 2-core CPU took ~0.95x the time (BUILD_NOTES.md, "CPU benchmark (measured)", session 16). Bit for bit
+the same on CPU in float32 and bfloat16 (tests/test_dense.py) and float64 (checked by hand); a whole compiled epoch
+may still round differently, as after any change to a program: XLA fuses the neighbouring ops differently.
 
 `intercept_dense` applies it to every `flax.linen.Dense` called under it, transformers' own included, so the
 hybrid gets it without forking transformers' modules.

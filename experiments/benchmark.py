@@ -20,8 +20,9 @@ Measured, the command above with --workdir=/tmp/s16/bench_full (AMD EPYC Zen 5 b
 11 s): step_mfu 0.567, torch_speedup 1.81, stacked_over_loop 0.975, halving_epoch_fraction 0.296 with the
 exhaustive winner. On the older 2-core box of 2026-11-28 (the VM's speed drifted by up to ~25 %):
 `--parts=mfu,torch --rounds=7` step_mfu 0.527, 0.555 and (`--parts=mfu`) 0.595 in three runs, torch_speedup 1.11
-and 1.09; `--parts=stacked --vmap_widths=1,1` stacked_over_loop 0.916 / 1.004. One NVIDIA H200 (2026-11-28): stacked_over_loop 0.101 (15 vectorised models 9.9x faster than
-one by one); experiments/configs/base_224.py bf16 step_mfu 0.266.
+and 1.09; `--parts=stacked --vmap_widths=1,1` stacked_over_loop 0.916 / 1.004. One NVIDIA H200 (2026-11-28):
+stacked_over_loop 0.101 (15 vectorised models 9.9x faster than one by one); experiments/configs/base_224.py bf16
+step_mfu 0.266.
 BUILD_NOTES.md, "CPU benchmark", "Successive halving vs exhaustive" and "GPU".
 """
 

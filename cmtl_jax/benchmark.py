@@ -426,22 +426,21 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, r
   if 'profile' in parts:
     result['profile'] = profile = profile_step(config, steps=steps)
     if log:
-      log(f'profile of one {steps}-step epoch: {1e3 * profile["seconds_per_step"]:.2f} ms/step wall, '
-          f'{1e3 * profile["op_seconds_per_step"]:.2f} ms/step in the program\'s ops, by kind of HLO instruction:')
-      for kind, seconds in profile['kinds'][:12]:
-        log(f'  {kind:32s} {1e3 * seconds:8.2f} ms {seconds / profile["op_seconds_per_step"]:6.1%}')
-      log('longest instructions:')
-      for op, seconds, op_name in profile['ops']:
-        log(f'  {op:32s} {1e3 * seconds:8.2f} ms  {op_name[-100:]}')
       span = profile['span_seconds_per_step']
-      log(f'by wall time ({1e3 * span:.2f} ms/step from the first op to the last; each instant split among the ops '
-          f'running then, an instant with none ({1e3 * profile["idle_seconds_per_step"]:.2f} ms/step) counted to '
-          f'the op that ended last: asynchronous ops such as Eigen dots run on after their events end):')
-      for kind, seconds in profile['wall_kinds'][:12]:
-        log(f'  {kind:32s} {1e3 * seconds:8.2f} ms {seconds / span:6.1%}')
-      log('longest instructions by wall time:')
-      for op, seconds, op_name in profile['wall_ops']:
-        log(f'  {op:32s} {1e3 * seconds:8.2f} ms  {op_name[-100:]}')
+      for view, total, title in [
+          ('', profile['op_seconds_per_step'],
+           f'profile of one {steps}-step epoch: {1e3 * profile["seconds_per_step"]:.2f} ms/step wall, '
+           f'{1e3 * profile["op_seconds_per_step"]:.2f} ms/step in the program\'s ops, by kind of HLO instruction:'),
+          ('wall_', span,
+           f'by wall time ({1e3 * span:.2f} ms/step from the first op to the last; each instant split among the ops '
+           f'running then, an instant with none ({1e3 * profile["idle_seconds_per_step"]:.2f} ms/step) counted to '
+           f'the op that ended last: asynchronous ops such as Eigen dots run on after their events end):')]:
+        log(title)
+        for kind, seconds in profile[f'{view}kinds'][:12]:
+          log(f'  {kind:32s} {1e3 * seconds:8.2f} ms {seconds / total:6.1%}')
+        log('longest instructions:' if not view else 'longest instructions by wall time:')
+        for op, seconds, op_name in profile[f'{view}ops']:
+          log(f'  {op:32s} {1e3 * seconds:8.2f} ms  {op_name[-100:]}')
   if 'stacked' in parts:
     result['stacked'] = stacked_vs_loop(grid_config, epochs=stacked_epochs, vmap_widths=vmap_widths)
     result['stacked_over_loop'] = result['stacked']['stacked_over_loop']

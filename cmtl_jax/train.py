@@ -17,6 +17,7 @@ import optax
 
 from cmtl_jax import data
 from cmtl_jax import metrics as metrics_lib
+from cmtl_jax import prng
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0):
@@ -68,7 +69,8 @@ def make_train_epoch(model, tx, *, batch_size: int, steps: int, label_smoothing:
   beit = model.beit_config
 
   def loss_fn(params, pixels, labels, rng):
-    dropout_rng, droppath_rng = jax.random.split(rng)
+    # The same bits as the default threefry keys, from a hash XLA:CPU fuses (prng.py).
+    dropout_rng, droppath_rng = (prng.unrolled(k) for k in jax.random.split(rng))
     logits = model.apply({'params': params}, pixels, train=True,
                          rngs={'dropout': dropout_rng, 'droppath': droppath_rng})
     return cross_entropy(logits, labels, label_smoothing)

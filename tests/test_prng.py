@@ -1,0 +1,73 @@
+"""`prng.UNROLLED_THREEFRY`: jax's default threefry bits, bit for bit, from the unrolled hash."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmtl_jax import model as model_lib
+from cmtl_jax import optim
+from cmtl_jax import prng
+from cmtl_jax import train
+
+
+@pytest.mark.parametrize('shape', [(), (7,), (3, 0), (5, 1, 1), (32, 17, 48)])
+@pytest.mark.parametrize('width', [8, 16, 32])
+def test_bits_equal_the_default_threefry_bits(shape, width):
+  key = jax.random.key(42)
+  dtype = jnp.dtype(f'uint{width}')
+  theirs = jax.random.bits(key, shape, dtype)
+  ours = jax.jit(lambda k: jax.random.bits(prng.unrolled(k), shape, dtype))(key)
+  assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+  np.testing.assert_array_equal(ours, theirs)
+
+
+def test_split_fold_in_and_vmap_follow_the_default_keys():
+  keys = jax.random.split(jax.random.key(3), 4)
+
+  def draws(k):
+    a, b = jax.random.split(jax.random.fold_in(k, 7))
+    return jax.random.bernoulli(a, 0.9, (6, 5)), jax.random.uniform(b, (3,))
+
+  theirs = jax.vmap(draws)(keys)
+  ours = jax.jit(jax.vmap(lambda k: draws(prng.unrolled(k))))(keys)
+  jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+
+
+def test_the_fallbacks_give_the_default_bits_too():
+  key = jax.random.key(5)
+  with jax.threefry_partitionable(False):  # jax's other layout of counters: deferred to jax's own.
+    np.testing.assert_array_equal(jax.random.bits(prng.unrolled(key), (9, 4)), jax.random.bits(key, (9, 4)))
+
+
+def test_a_key_of_another_implementation_is_left_alone():
+  key = jax.random.key(0, impl='rbg')
+  assert prng.unrolled(key) is key
+
+
+def test_a_wrong_round_is_caught(monkeypatch):
+  """Planted fault: one rotation constant changed; the bits must then differ."""
+  key = jax.random.key(42)
+  monkeypatch.setattr(prng, '_ROTATIONS', ((13, 15, 26, 6), (17, 29, 16, 25)))
+  ours = jax.jit(lambda k: jax.random.bits(prng.unrolled(k), (64,), jnp.uint32))(key)
+  assert not np.array_equal(ours, jax.random.bits(key, (64,), jnp.uint32))
+
+
+def test_a_train_epoch_is_the_one_with_default_keys(tiny_config, monkeypatch):
+  """The training epoch (dropout and drop-path bits from the unrolled keys) ends with the same parameters and
+  loss, bit for bit, as the same epoch with jax's own threefry keys."""
+  model, params, pretrained, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  assert model.bert_config.hidden_dropout_prob > 0 and tiny_config.beit.drop_path_rate > 0  # Bits are drawn.
+  tx = optim.from_config(tiny_config, steps_per_epoch=3, pretrained=pretrained)
+  images = jax.random.randint(jax.random.key(1), (48, 8, 8, 1), 0, 17).astype(jnp.uint8)
+  labels = jnp.arange(48, dtype=jnp.int32) % 10
+  idx = jnp.arange(48, dtype=jnp.int32)
+
+  def run():
+    epoch = jax.jit(train.make_train_epoch(model, tx, batch_size=16, steps=3))
+    return epoch(train.init_state(params, tx), jax.random.key(2), images, labels, idx)
+
+  ours = run()
+  monkeypatch.setattr(prng, 'unrolled', lambda key: key)
+  theirs = run()
+  jax.tree.map(np.testing.assert_array_equal, ours, theirs)

@@ -54,12 +54,14 @@ UNROLLED_THREEFRY = jex_random.define_prng_impl(
     key_shape=_THREEFRY.key_shape, seed=_THREEFRY.seed, split=_THREEFRY.split, random_bits=_random_bits,
     fold_in=_THREEFRY.fold_in, name='threefry2x32_unrolled', tag='tfu')
 
-_DEFAULT = jax.random.key_impl(jax.random.key(0, impl='threefry2x32'))
+# The dtype of a default threefry key, traced, not computed: importing this module must not compile anything
+# (the first compilation fixes jax's persistent cache directory, which the entry points set from a flag later).
+_DEFAULT_DTYPE = jax.eval_shape(lambda: jax.random.key(0, impl='threefry2x32')).dtype
 
 
 def unrolled(key):
   """`key` (a typed key) as an `UNROLLED_THREEFRY` key when it is a default threefry key (the same bits from then
   on, split and folded alike); a key of any other implementation is returned as it is."""
-  if jax.random.key_impl(key) != _DEFAULT:
+  if key.dtype != _DEFAULT_DTYPE:
     return key
   return jax.random.wrap_key_data(jax.random.key_data(key), impl=UNROLLED_THREEFRY)

@@ -1,5 +1,9 @@
 """`prng.UNROLLED_THREEFRY`: jax's default threefry bits, bit for bit, from the unrolled hash."""
 
+import os
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +13,8 @@ from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import prng
 from cmtl_jax import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('shape', [(), (7,), (3, 0), (5, 1, 1), (32, 17, 48)])
@@ -71,3 +77,18 @@ def test_a_train_epoch_is_the_one_with_default_keys(tiny_config, monkeypatch):
   monkeypatch.setattr(prng, 'unrolled', lambda key: key)
   theirs = run()
   jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+
+
+def test_importing_the_library_compiles_nothing():
+  """The first compilation fixes jax's persistent cache directory, which the entry points set from a flag after
+  their imports; `prng` once made a key at import and the CLI's --compilation_cache_dir was ignored."""
+  code = ('import importlib, pkgutil, jax\n'
+          'events = []\n'
+          'jax.monitoring.register_event_duration_secs_listener(lambda e, s, **kw: events.append(e))\n'
+          'import cmtl_jax\n'
+          'for m in pkgutil.iter_modules(cmtl_jax.__path__): importlib.import_module("cmtl_jax." + m.name)\n'
+          'import experiments.cli\n'
+          'print([e for e in events if e.endswith("backend_compile_duration")])\n')
+  run = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]
+  assert run.stdout.strip().splitlines()[-1] == '[]'

@@ -15,6 +15,7 @@ import numpy as np
 from transformers.models.beit import modeling_flax_beit
 from transformers.models.bert import modeling_flax_bert
 
+from cmtl_jax import activation
 from cmtl_jax import dense
 from cmtl_jax.errors import ConfigError
 
@@ -89,6 +90,8 @@ class HybridClassifier(nn.Module):
     dtype: computation dtype.
     weight_grads_2d: every Dense layer's kernel gradient as one 2-D matmul (`dense.dense_matmul`: the same values,
       faster on XLA:CPU); False: JAX's own transpose rule.
+    erf_gelu: BERT's and BEiT's 'gelu' as `x (1 + erf(x / sqrt 2)) / 2` (`activation.gelu_erf`: BERT's and
+      PyTorch's form, faster on XLA:CPU, within 1e-6 of jax's); False: transformers' `jax.nn.gelu` (erfc form).
   """
   beit_config: Any
   bert_config: Optional[Any]
@@ -97,6 +100,7 @@ class HybridClassifier(nn.Module):
   bridge_norm: bool = True
   dtype: Any = jnp.float32
   weight_grads_2d: bool = True
+  erf_gelu: bool = True
 
   def setup(self):
     beit = self.beit_config
@@ -133,7 +137,11 @@ class HybridClassifier(nn.Module):
 
   def __call__(self, pixels, train: bool = False):
     """Logits `[batch, num_classes]` (float32) from pixels `[batch, H, W, C]`."""
-    with dense.intercept_dense() if self.weight_grads_2d else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+      if self.weight_grads_2d:
+        stack.enter_context(dense.intercept_dense())
+      if self.erf_gelu:
+        stack.enter_context(activation.intercept_gelu())
       tokens = self.encode_image(pixels, train)
       if self.bert_config is not None:
         tokens = self.encode_text_layers(self.bridge(tokens), train)

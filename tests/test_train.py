@@ -72,6 +72,24 @@ def test_learning_rate_is_an_injected_array_and_multipliers_scale_updates():
   np.testing.assert_allclose(out['fresh'][:, 0, 0], [-0.1, -1.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize('case', ['small', 'large', 'one_inf', 'nan'])
+def test_clip_by_global_norm_is_optax_to_the_last_bit(case):
+  grads = {'a': jax.random.normal(jax.random.key(0), (40, 30)), 'b': jnp.arange(7.0)}
+  grads = {'small': jax.tree.map(lambda g: 0.01 * g, grads), 'large': jax.tree.map(lambda g: 3.0 * g, grads),
+           'one_inf': {**grads, 'b': grads['b'].at[2].set(np.inf)},
+           'nan': {**grads, 'b': grads['b'].at[2].set(np.nan)}}[case]
+  ours, _ = jax.jit(optim.clip_by_global_norm(1.0).update)(grads, optax.EmptyState())
+  theirs, _ = jax.jit(optax.clip_by_global_norm(1.0).update)(grads, optax.EmptyState())
+  if case == 'small':  # Not clipped: passed through unchanged.
+    assert optax.global_norm(grads) < 1.0
+    jax.tree.map(np.testing.assert_array_equal, ours, grads)
+  if case == 'large':
+    np.testing.assert_allclose(optax.global_norm(ours), 1.0, rtol=1e-6)
+  # A product by max_norm / norm instead of optax's quotient: the same to one rounding; an inf norm zeroes the
+  # finite entries (and the inf one is NaN) and a NaN norm makes all NaN, in both.
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=2e-7, atol=0), ours, theirs)
+
+
 def test_schedule_warms_up_then_decays():
   shape = optim.lr_shape(100, 0.1, 'cosine')
   assert float(shape(0)) == 0.0 and float(shape(10)) == pytest.approx(1.0) and float(shape(100)) < 1e-6

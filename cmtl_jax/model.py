@@ -16,6 +16,7 @@ from transformers.models.beit import modeling_flax_beit
 from transformers.models.bert import modeling_flax_bert
 
 from cmtl_jax import activation
+from cmtl_jax import attention
 from cmtl_jax import dense
 from cmtl_jax.errors import ConfigError
 
@@ -92,6 +93,8 @@ class HybridClassifier(nn.Module):
       faster on XLA:CPU); False: JAX's own transpose rule.
     erf_gelu: BERT's and BEiT's 'gelu' as `x (1 + erf(x / sqrt 2)) / 2` (`activation.gelu_erf`: BERT's and
       PyTorch's form, faster on XLA:CPU, within 1e-6 of jax's); False: transformers' `jax.nn.gelu` (erfc form).
+    heads_first_attention: BERT's self-attention as `attention.attention` (the same maths with the heads laid out
+      for XLA:CPU's batched matmuls, and its backward written out); False: transformers' own.
   """
   beit_config: Any
   bert_config: Optional[Any]
@@ -101,6 +104,7 @@ class HybridClassifier(nn.Module):
   dtype: Any = jnp.float32
   weight_grads_2d: bool = True
   erf_gelu: bool = True
+  heads_first_attention: bool = True
 
   def setup(self):
     beit = self.beit_config
@@ -142,6 +146,8 @@ class HybridClassifier(nn.Module):
         stack.enter_context(dense.intercept_dense())
       if self.erf_gelu:
         stack.enter_context(activation.intercept_gelu())
+      if self.heads_first_attention:
+        stack.enter_context(attention.intercept_bert_attention())
       tokens = self.encode_image(pixels, train)
       if self.bert_config is not None:
         tokens = self.encode_text_layers(self.bridge(tokens), train)

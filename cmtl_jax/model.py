@@ -93,8 +93,8 @@ class HybridClassifier(nn.Module):
       faster on XLA:CPU); False: JAX's own transpose rule.
     erf_gelu: BERT's and BEiT's 'gelu' as `x (1 + erf(x / sqrt 2)) / 2` (`activation.gelu_erf`: BERT's and
       PyTorch's form, faster on XLA:CPU, within 1e-6 of jax's); False: transformers' `jax.nn.gelu` (erfc form).
-    heads_first_attention: BERT's self-attention as `attention.attention` (the same maths with the heads laid out
-      for XLA:CPU's batched matmuls, and its backward written out); False: transformers' own.
+    heads_first_attention: BERT's and BEiT's self-attention as `attention.attention` (the same maths with the heads
+      laid out for XLA:CPU's batched matmuls, and its backward written out); False: transformers' own.
   """
   beit_config: Any
   bert_config: Optional[Any]
@@ -147,7 +147,7 @@ class HybridClassifier(nn.Module):
       if self.erf_gelu:
         stack.enter_context(activation.intercept_gelu())
       if self.heads_first_attention:
-        stack.enter_context(attention.intercept_bert_attention())
+        stack.enter_context(attention.intercept_attention())
       tokens = self.encode_image(pixels, train)
       if self.bert_config is not None:
         tokens = self.encode_text_layers(self.bridge(tokens), train)

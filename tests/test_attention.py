@@ -1,4 +1,4 @@
-"""`attention.attention` and `intercept_bert_attention`: flax's / transformers' BERT attention, heads first."""
+"""`attention.attention` and `intercept_attention`: flax's / transformers' BERT and BEiT attention, heads first."""
 
 import jax
 from jax import lax
@@ -6,6 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax.linen.attention import dot_product_attention_weights
+import transformers
+from transformers.models.beit import modeling_flax_beit
 from transformers.models.bert import modeling_flax_bert
 
 from cmtl_jax import attention
@@ -73,8 +75,8 @@ def _loss_and_grads(model, params, pixels):
 
 
 def test_the_hybrid_with_it_is_transformers_bert(hybrid):
-  """The same parameters; the same train-mode loss and gradients (attention dropout on: other bits would change
-  them by far more) to rounding; and every BERT layer goes through `attention`."""
+  """The same parameters; the same train-mode loss and gradients (BERT's attention dropout on: other bits would
+  change them by far more) to rounding; and every BERT and BEiT layer goes through `attention`."""
   model, params, pixels = hybrid
   assert model.heads_first_attention
   plain = model.clone(heads_first_attention=False)
@@ -83,7 +85,8 @@ def test_the_hybrid_with_it_is_transformers_bert(hybrid):
   params = jax.tree.map(lambda x: x + 0.02 * jax.random.normal(jax.random.key(5), x.shape), params)  # Head != 0.
   assert _max_rel(_loss_and_grads(model, params, pixels), _loss_and_grads(plain, params, pixels)) < 1e-5
   jaxpr = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, pixels))(params))
-  assert jaxpr.count('name=attention') == model.bert_config.num_hidden_layers
+  layers = model.bert_config.num_hidden_layers + model.beit_config.num_hidden_layers
+  assert jaxpr.count('name=attention') == layers
 
 
 def test_other_uses_run_transformers_own_code(hybrid):
@@ -92,8 +95,33 @@ def test_other_uses_run_transformers_own_code(hybrid):
   hidden = jax.random.normal(jax.random.key(0), (2, 5, model.bert_config.hidden_size))
   mask = jnp.ones((2, 5), jnp.int32)
   variables = layer.init(jax.random.key(1), hidden, mask, None)
-  with attention.intercept_bert_attention():
+  with attention.intercept_attention():
     ours = layer.apply(variables, hidden, mask, None, output_attentions=True)
   theirs = layer.apply(variables, hidden, mask, None, output_attentions=True)
   assert len(ours) == 2  # The weights returned: transformers' path.
   jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+
+
+def test_beit_attention_with_relative_position_biases_and_dropout():
+  """BEiT's layer with its own relative position bias table (a parameter: its gradient too), a shared bias passed
+  in, and attention dropout: loss and gradients as transformers' own, to rounding."""
+  config = transformers.BeitConfig(hidden_size=32, num_attention_heads=2, attention_probs_dropout_prob=0.2)
+  layer = modeling_flax_beit.FlaxBeitSelfAttention(config, window_size=(2, 2))
+  hidden = jax.random.normal(jax.random.key(0), (3, 5, 32))
+  shared = jax.random.normal(jax.random.key(1), (2, 5, 5))
+  variables = layer.init(jax.random.key(2), hidden)
+  variables = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(3), x.shape), variables)
+  assert 'relative_position_bias' in variables['params']
+  weights = jax.random.normal(jax.random.key(4), (3, 5, 32))
+
+  def loss(v, h):
+    out, = layer.apply(v, h, shared, deterministic=False, rngs={'dropout': jax.random.key(5)})
+    return jnp.sum(weights * out)
+
+  grads = jax.value_and_grad(loss, argnums=(0, 1))
+  theirs = jax.jit(lambda v, h: grads(v, h))(variables, hidden)
+  with attention.intercept_attention():  # A function of its own: jit would reuse the trace made without.
+    ours = jax.jit(lambda v, h: grads(v, h))(variables, hidden)
+    assert 'name=attention' in str(jax.make_jaxpr(lambda v, h: loss(v, h))(variables, hidden))
+  assert _max_rel(ours, theirs) < 1e-5
+  assert float(jnp.max(jnp.abs(ours[1][0]['params']['relative_position_bias']['relative_position_bias_table']))) > 0

@@ -17,6 +17,7 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
 from cmtl_jax import backbones  # pylint: disable=g-import-not-at-top
@@ -92,3 +93,13 @@ def cv_scores(workdir) -> dict:
   with open(os.path.join(workdir, 'cv_results.json')) as f:
     results = json.load(f)
   return {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}
+
+
+def train_loss_and_grads(model, params, pixels):
+  """The jitted train-mode loss (dropout and drop-path on, fixed keys) of `model` on `pixels`, and its gradients:
+  what tests compare between two ways of computing the same hybrid."""
+  def loss(p):
+    logits = model.apply({'params': p}, pixels, train=True,
+                         rngs={'dropout': jax.random.key(2), 'droppath': jax.random.key(3)})
+    return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
+  return jax.jit(jax.value_and_grad(loss))(params)

@@ -9,6 +9,7 @@ import pytest
 
 from cmtl_jax import activation
 from cmtl_jax import model as model_lib
+from tests.conftest import train_loss_and_grads
 
 _JAX_GELU = functools.partial(jax.nn.gelu, approximate=False)
 
@@ -25,14 +26,6 @@ def test_gelu_erf_is_jax_exact_gelu_to_1e_6():
   # The values people look at: GELU(1) = Phi(1) = 0.8413447..., GELU(-1) = -(1 - Phi(1)).
   np.testing.assert_allclose(activation.gelu_erf(jnp.array([1.0, -1.0])), [0.8413447, -0.1586553], rtol=1e-6)
   assert activation.gelu_erf(jnp.ones(3, jnp.bfloat16)).dtype == jnp.bfloat16
-
-
-def _loss_and_grads(model, params, pixels):
-  def loss(p):
-    logits = model.apply({'params': p}, pixels, train=True,
-                         rngs={'dropout': jax.random.key(2), 'droppath': jax.random.key(3)})
-    return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
-  return jax.jit(jax.value_and_grad(loss))(params)
 
 
 @pytest.fixture(name='hybrid')
@@ -61,15 +54,15 @@ def test_the_intercepted_layers_are_transformers_own_with_another_activation(hyb
   itself the two agree to rounding."""
   model, params, pixels = hybrid
   plain = model.clone(erf_gelu=False)
-  reference = _loss_and_grads(plain, params, pixels)
-  ours = _loss_and_grads(model, params, pixels)
+  reference = train_loss_and_grads(plain, params, pixels)
+  ours = train_loss_and_grads(model, params, pixels)
   assert 0 < _max_diff(ours, reference) < 1e-5  # Another form of the same function: not bit-identical.
   assert _max_diff(jax.jit(model.init)(jax.random.key(4), pixels), jax.jit(plain.init)(jax.random.key(4), pixels)) == 0
   monkeypatch.setattr(activation, 'gelu_erf', _JAX_GELU)
-  assert _max_diff(_loss_and_grads(model, params, pixels), reference) == 0.0
+  assert _max_diff(train_loss_and_grads(model, params, pixels), reference) == 0.0
   # A planted fault in the activation shows up in the same comparison.
   monkeypatch.setattr(activation, 'gelu_erf', lambda x: 1.0001 * _JAX_GELU(x))
-  assert _max_diff(_loss_and_grads(model, params, pixels), reference) > 0
+  assert _max_diff(train_loss_and_grads(model, params, pixels), reference) > 0
 
 
 def test_other_activations_are_left_alone(tiny_config):

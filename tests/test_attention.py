@@ -12,6 +12,7 @@ from transformers.models.bert import modeling_flax_bert
 
 from cmtl_jax import attention
 from cmtl_jax import model as model_lib
+from tests.conftest import train_loss_and_grads
 
 
 def _max_rel(a, b):
@@ -66,14 +67,6 @@ def _hybrid(tiny_config):
   return model, params, jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
 
 
-def _loss_and_grads(model, params, pixels):
-  def loss(p):
-    logits = model.apply({'params': p}, pixels, train=True,
-                         rngs={'dropout': jax.random.key(2), 'droppath': jax.random.key(3)})
-    return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
-  return jax.jit(jax.value_and_grad(loss))(params)
-
-
 def test_the_hybrid_with_it_is_transformers_bert(hybrid):
   """The same parameters; the same train-mode loss and gradients (BERT's attention dropout on: other bits would
   change them by far more) to rounding; and every BERT and BEiT layer goes through `attention`."""
@@ -83,7 +76,7 @@ def test_the_hybrid_with_it_is_transformers_bert(hybrid):
   init = lambda m: jax.jit(m.init)(jax.random.key(4), pixels)
   assert jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), init(model), init(plain)))
   params = jax.tree.map(lambda x: x + 0.02 * jax.random.normal(jax.random.key(5), x.shape), params)  # Head != 0.
-  assert _max_rel(_loss_and_grads(model, params, pixels), _loss_and_grads(plain, params, pixels)) < 1e-5
+  assert _max_rel(train_loss_and_grads(model, params, pixels), train_loss_and_grads(plain, params, pixels)) < 1e-5
   jaxpr = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, pixels))(params))
   layers = model.bert_config.num_hidden_layers + model.beit_config.num_hidden_layers
   assert jaxpr.count('name=attention') == layers

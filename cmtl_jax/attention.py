@@ -52,8 +52,8 @@ def _forward(query, key, value, bias, multiplier):
 
 @jax.custom_vjp
 def attention(query, key, value, bias, multiplier):
-  """`softmax(q k^T / sqrt(d) + bias) * multiplier @ v` per head, as flax's `dot_product_attention_weights` and
-  transformers' BERT compute it.
+  """`softmax(q k^T / sqrt(d) + bias) * multiplier @ v` per head, as flax's `dot_product_attention_weights` (which
+  transformers' BERT and BEiT call) and the einsum after it compute it.
 
   Args:
     query, key, value: `[..., tokens, heads, head_dim]`.

@@ -95,6 +95,11 @@ def cv_scores(workdir) -> dict:
   return {k: v for k, v in results.items() if k.startswith(('params', 'split', 'mean_test', 'std_test', 'rank'))}
 
 
+def max_abs_diff(a, b) -> float:
+  """The largest |a - b| over all leaves of two trees of the same structure."""
+  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
+
+
 def train_loss_and_grads(model, params, pixels):
   """The jitted train-mode loss (dropout and drop-path on, fixed keys) of `model` on `pixels`, and its gradients:
   what tests compare between two ways of computing the same hybrid."""

@@ -9,13 +9,10 @@ import pytest
 
 from cmtl_jax import activation
 from cmtl_jax import model as model_lib
+from tests.conftest import max_abs_diff as _max_diff
 from tests.conftest import train_loss_and_grads
 
 _JAX_GELU = functools.partial(jax.nn.gelu, approximate=False)
-
-
-def _max_diff(a, b):
-  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
 
 
 def test_gelu_erf_is_jax_exact_gelu_to_1e_6():

@@ -7,10 +7,7 @@ import pytest
 
 from cmtl_jax import dense
 from cmtl_jax import model as model_lib
-
-
-def _max_diff(a, b):
-  return max(jax.tree.leaves(jax.tree.map(lambda x, y: float(jnp.max(jnp.abs(x - y))), a, b)))
+from tests.conftest import max_abs_diff as _max_diff
 
 
 @pytest.mark.parametrize('x_shape', [(6, 17, 24), (40, 24)])

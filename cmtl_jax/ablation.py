@@ -1,7 +1,6 @@
-"""The ablation: does text pretraining help the image model?
+"""The ablation: does text pretraining help the image model? Nested cross-validation, every arm tuned on its own.
 
-Each arm is a setting of three config keys, and all arms of a run are cells of one `GridSearchCV` with the same
-stratified folds, so every comparison is paired fold by fold:
+Each arm is a setting of three config keys:
 
 - `beit`: BEiT alone (the paper's baseline);
 - `hybrid`: BEiT -> pretrained BERT layers (the paper's model);
@@ -9,26 +8,45 @@ stratified folds, so every comparison is paired fold by fold:
   transferred knowledge);
 - `hybrid_frozen_bert`: pretrained BERT layers frozen except their LayerNorms; BEiT, adapter and head train.
 
-`compare` turns the per-fold scores into the report's numbers: mean +- std per arm, paired differences against the
-baseline and the Nadeau-Bengio corrected resampled t-test. `learning_curve` repeats the arms at a few training-set
-sizes (images per class).
+The protocol (nested CV: selection sits inside the loop that scores, so the scores carry no selection bias;
+Varma & Simon 2006, Cawley & Talbot 2010):
+
+- outer: stratified `cv` folds of the training pool, the same for every arm, so comparisons are paired fold by fold;
+- inner: inside each outer training set, `inner_cv` stratified folds (or, with inner_cv = 1, one stratified split
+  holding out `val_fraction`), cut from that outer training set's indices only;
+- selection: every arm searches the same space (`config.grid`, e.g. learning rates; the config's learning rate when
+  empty) with the same maximum training length (`max_epochs`); the arm's choice for an outer fold is the cell and
+  epoch with the best mean inner validation score (`config.refit` metric) over that fold's inner splits;
+- final fit: the chosen cell trains on the whole outer training set on the schedule the selection ran (it spans
+  the maximum) and stops at the chosen epoch; only then is the outer fold scored. The outer fold influences nothing.
+- references: a logistic regression on the pixels (resized as the models see them) and the most-frequent-class rule,
+  on the same outer folds.
+
+`compare` turns per-fold scores into the report's numbers: mean +- std, paired differences with their corrected
+95 % interval and the Nadeau-Bengio corrected resampled t-test, against `beit` and `hybrid` against
+`hybrid_random_bert` (transfer against capacity).
 """
 
-import json
 import math
 import os
+import time
 from typing import Callable, Optional, Sequence
 
-import ml_collections
+import jax
+import jax.numpy as jnp
 import numpy as np
+from sklearn import dummy
+from sklearn import linear_model
+from sklearn import metrics as sk_metrics
 
-from cmtl_jax import config as config_lib
 from cmtl_jax import data
+from cmtl_jax import folds as folds_lib
 from cmtl_jax import grid as grid_lib
 from cmtl_jax import metrics as metrics_lib
+from cmtl_jax import model as model_lib
 from cmtl_jax import stats
 from cmtl_jax import train
-from cmtl_jax.errors import ConfigError, MissingPathError
+from cmtl_jax.errors import AllCellsDivergedError, ConfigError
 
 ARMS = {
     'beit': dict(variant='beit', bert_pretrained=True, freeze_bert=False),
@@ -38,6 +56,8 @@ ARMS = {
 }
 BASELINE = 'beit'
 PAPER_ACCURACY_GAIN = 0.128  # The paper's "+12.8 % accuracy" of the hybrid over BEiT alone.
+REFERENCES = ('logistic_regression', 'chance')
+LATE_EPOCH = 0.9  # A chosen epoch past this share of the maximum is flagged: the maximum may be too short.
 
 
 def validate_arms(arms: Sequence[str], key: str = 'arms') -> None:
@@ -46,12 +66,6 @@ def validate_arms(arms: Sequence[str], key: str = 'arms') -> None:
     raise ConfigError(f'{key} must name at least one of {", ".join(ARMS)}; got {list(arms)!r}.')
   if len(set(arms)) != len(arms):
     raise ConfigError(f'{key} repeats an arm: {list(arms)!r}.')
-
-
-def arm_grid(arms: Sequence[str]) -> list:
-  """The arms as a `GridSearchCV` parameter grid (one single-cell grid per arm, in the given order)."""
-  validate_arms(arms)
-  return [{k: [v] for k, v in ARMS[arm].items()} for arm in arms]
 
 
 def pretrained_sides(config, arm: str) -> dict:
@@ -69,59 +83,271 @@ def pretrained_sides(config, arm: str) -> dict:
   return {'beit': beit, 'bert': bert}
 
 
-def run_arms(config, arms: Sequence[str], dataset: Optional[data.Dataset] = None, workdir: str = '',
-             log: Optional[Callable] = print) -> dict:
-  """Stratified `config.cv`-fold CV of each arm at the config's hyperparameters, on the same folds.
+def search_space(config) -> dict:
+  """What every arm searches: `config.grid` as lists, or the config's learning rate alone when it is empty."""
+  space = {k: list(v) for k, v in config.grid.to_dict().items()}
+  if 'num_epochs' in space:
+    raise ConfigError('the ablation chooses the training length itself (the best epoch up to num_epochs): '
+                      'num_epochs cannot be a grid key; set --config.num_epochs to the maximum.')
+  return space or {'learning_rate': [config.learning_rate]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Planning: splits and budgets of every training-set size, checked before anything trains.
+
+def max_epochs(config, inner_train_size: int) -> int:
+  """The maximum training length of every fit at one size: `num_epochs`, or enough epochs for `min_steps`
+  optimiser steps on the smallest inner training set at the largest batch size searched, when that is longer."""
+  if not config.min_steps:
+    return config.num_epochs
+  batch = max(search_space(config).get('batch_size', [config.batch_size]))
+  return max(config.num_epochs, math.ceil(config.min_steps / train.steps_per_epoch(inner_train_size, batch)))
+
+
+def plan_point(config, size: int, where: str, dataset: Optional[data.Dataset] = None) -> dict:
+  """The dataset, outer and inner splits and maximum epochs of one training-set size (`size` images per class;
+  0 = the whole pool). Raises ConfigError naming `where` (the key that set the size) when the size cannot be
+  split as the config asks or is smaller than a batch."""
+  point_config = grid_lib.apply_params(config, {'train_per_class': int(size)})
+  dataset = dataset or data.from_config(point_config, validation=False)
+  pool = np.sort(np.concatenate([dataset.train, dataset.val]))
+  counts = np.bincount(dataset.labels[pool])
+  smallest = int(counts[counts > 0].min())
+  fix = (f'raise {where} or lower --config.cv / --config.inner_cv')
+  if smallest < config.cv:
+    raise ConfigError(f'{where}: the smallest class has {smallest} images in the pool, too few for cv={config.cv} '
+                      f'outer folds: {fix}.')
+  outer_train = folds_lib.smallest_train_count(smallest, config.cv)
+  if outer_train < max(2, config.inner_cv):
+    raise ConfigError(f'{where}: an outer training set can hold only {outer_train} images of the smallest class, '
+                      f'too few for inner_cv={config.inner_cv} inner split(s): {fix}.')
+  outer = folds_lib.fold_indices(dataset.labels, pool, config.cv, config.seed)
+  try:
+    inner = [folds_lib.inner_splits(dataset.labels, t, config.inner_cv, config.val_fraction, config.seed)
+             for t, _ in outer]
+  except ConfigError as e:
+    raise ConfigError(f'{where}: {e}') from None
+  smallest_inner = min(len(t) for splits in inner for t, _ in splits)
+  batch = max(search_space(config).get('batch_size', [config.batch_size]))
+  if batch > smallest_inner:
+    raise ConfigError(f'{where}: an inner training set holds {smallest_inner} images, fewer than batch_size {batch}: '
+                      f'lower --config.batch_size or {fix.split(" or ")[0]}.')
+  return {'size': int(size), 'config': point_config, 'dataset': dataset, 'outer': outer, 'inner': inner,
+          'max_epochs': max_epochs(config, smallest_inner)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One arm at one size.
+
+def choose(histories: dict, cells: list, inner_counts: Sequence[int], metric: str) -> list:
+  """Per outer fold, the cell and epoch with the best mean inner validation `metric`.
 
   Args:
-    config: the hyperparameters (batch size, learning rate, optimiser, model, epochs, ...) shared by all arms.
-    arms: names from `ARMS`.
-    dataset: default `data.from_config(config)`; CV runs on its train + val pool, the test split is not used.
-    workdir: finished arms are checkpointed here and skipped on a rerun ('' = in memory).
+    histories: the selection search's `histories_` (`{cell: {metric: [splits, epochs]}}`), its splits the inner
+      splits of every outer fold in order.
+    cells: the search's cells; inner_counts: inner splits per outer fold.
 
   Returns:
-    `{'arms': {arm: {metric: [cv], 'fit_seconds': s, 'pretrained': {...}}}, 'folds': {'train': [cv],
-    'val': [cv]} (sizes), 'image_shape': [H, W, C] of the dataset, 'fold_indices': [[train, val] per fold]}`.
+    One dict per outer fold: `cell` (index), `params` (the cell plus `num_epochs`, the chosen epoch), `inner_score`
+    and `curve` (the chosen cell's mean inner curve), or None when every cell diverged in that fold's inner fits
+    (a cell with a diverged inner fit is never chosen, as scikit-learn scores a failed fit NaN).
   """
-  dataset = dataset or data.from_config(config)
-  search = grid_lib.GridSearchCV(config, arm_grid(arms), cv=config.cv, refit=None, score_epoch=config.score_epoch,
-                                 models_per_program=config.models_per_program, log=log)
-  search.fit(dataset, workdir)
-  results = search.cv_results_
-  out = {}
-  for i, arm in enumerate(arms):
-    out[arm] = {m: [float(results[f'split{k}_test_{m}'][i]) for k in range(config.cv)]
-                for m in metrics_lib.METRICS}
-    out[arm]['fit_seconds'] = float(results['mean_fit_time'][i]) * config.cv
-    out[arm]['pretrained'] = pretrained_sides(config, arm)
-  return {'arms': out,
-          'folds': {'train': [len(t) for t, _ in search.folds_], 'val': [len(v) for _, v in search.folds_]},
-          'image_shape': list(dataset.images.shape[1:]),
-          'fold_indices': [[t.tolist(), v.tolist()] for t, v in search.folds_]}
+  choices, start = [], 0
+  for count in inner_counts:
+    rows = slice(start, start + count)
+    start += count
+    best = None
+    for c, cell in enumerate(cells):
+      history = histories[c]
+      if not np.all(np.isfinite(history['loss'][rows])):
+        continue
+      curve = np.asarray(history[metric][rows], np.float64).mean(0)
+      epoch = int(np.argmax(curve))  # The earliest of equal scores.
+      if best is None or curve[epoch] > best['inner_score']:
+        best = {'cell': c, 'params': {**cell, 'num_epochs': epoch + 1}, 'inner_score': float(curve[epoch]),
+                'curve': curve.tolist()}
+    choices.append(best)
+  return choices
+
+
+def _parameter_counts(config, num_classes: int):
+  """(counts, model): an arm's parameters in all, transferred from a checkpoint and trained (not frozen)."""
+  model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(0))
+  sizes = jax.tree.leaves(jax.tree.map(lambda p: int(np.prod(p.shape)), params))
+  frozen = model_lib.frozen_mask(pretrained) if config.freeze_bert else jax.tree.map(lambda _: False, pretrained)
+  transferred = sum(s for s, p in zip(sizes, jax.tree.leaves(pretrained)) if p)
+  frozen_count = sum(s for s, f in zip(sizes, jax.tree.leaves(frozen)) if f)
+  return {'params_total': sum(sizes), 'params_transferred': transferred,
+          'params_trained': sum(sizes) - frozen_count}, model
+
+
+def run_arm(config, arm: str, point: dict, workdir: str = '', log: Optional[Callable] = print) -> dict:
+  """Nested CV of one arm at one size (`plan_point`'s `point`).
+
+  Returns `{metric: [cv] outer scores, 'chosen_params': [cv], 'inner_scores': [cv], 'inner_curves': [cv][epochs],
+  'inner_indices': [cv][inner][2] (the splits the selection was given), 'fit_seconds', 'train_steps',
+  'train_flops', 'params_*', 'pretrained'}`; a fold whose every inner cell diverged scores NaN, its choice None.
+  """
+  dataset, outer, inner, epochs = point['dataset'], point['outer'], point['inner'], point['max_epochs']
+  arm_config = grid_lib.apply_params(point['config'], {**ARMS[arm], 'num_epochs': epochs})
+  arm_config.grid = {}
+  metric = config.refit or 'accuracy'
+  common = dict(refit=None, models_per_program=config.models_per_program, log=log)
+  splits = [s for fold in inner for s in fold]
+  selection = grid_lib.GridSearchCV(arm_config, search_space(config), cv=splits, score_epoch='best', **common)
+  try:
+    selection.fit(dataset, os.path.join(workdir, 'selection') if workdir else '')
+  except AllCellsDivergedError:
+    pass  # No cell is chosen in any fold (below).
+  choices = choose(selection.histories_, selection.cells, [len(f) for f in inner], metric)
+  counts, model = _parameter_counts(arm_config, dataset.num_classes)
+  smallest_inner = min(len(t) for t, _ in splits)
+  steps = flops = 0  # Model FLOPs of every training step (selection and final fits); scoring passes left out.
+  for cell in selection.cells:
+    batch = cell.get('batch_size', arm_config.batch_size)
+    cell_steps = len(splits) * epochs * train.steps_per_epoch(smallest_inner, batch)
+    steps, flops = steps + cell_steps, flops + cell_steps * model_lib.train_step_flops(model, batch)
+  seconds = float(np.sum(selection.cv_results_['mean_fit_time']) * len(splits))
+  scores = {m: [math.nan] * len(outer) for m in metrics_lib.METRICS}
+  by_cell = {}
+  for k, choice in enumerate(choices):
+    if choice is not None:
+      by_cell.setdefault(choice['cell'], []).append(k)
+  for cell, folds in by_cell.items():
+    params = selection.cells[cell]
+    final_config = grid_lib.apply_params(arm_config, params)
+    final_config.schedule_epochs = epochs  # The selection's schedule; training stops at the chosen epoch.
+    final_config.num_epochs = max(choices[k]['params']['num_epochs'] for k in folds)
+    final = grid_lib.GridSearchCV(final_config, {k: [v] for k, v in params.items()}, cv=[outer[k] for k in folds],
+                                  score_epoch='last', **common)
+    try:
+      final.fit(dataset, os.path.join(workdir, f'final_{cell}') if workdir else '')
+    except AllCellsDivergedError:
+      pass  # Read below: a fold that diverged before its chosen epoch scores NaN.
+    batch = final_config.batch_size
+    for j, k in enumerate(folds):
+      at = choices[k]['params']['num_epochs'] - 1
+      finite = np.all(np.isfinite(final.histories_[0]['loss'][j, :at + 1]))
+      for m in metrics_lib.METRICS:
+        scores[m][k] = float(final.histories_[0][m][j, at]) if finite else math.nan
+    fold_steps = len(folds) * final_config.num_epochs * train.steps_per_epoch(
+        min(len(outer[k][0]) for k in folds), batch)
+    steps, flops = steps + fold_steps, flops + fold_steps * model_lib.train_step_flops(model, batch)
+    seconds += float(final.cv_results_['mean_fit_time'][0]) * len(folds)
+  return {**scores,
+          'chosen_params': [c and c['params'] for c in choices],
+          'inner_scores': [c and c['inner_score'] for c in choices],
+          'inner_curves': [c and c['curve'] for c in choices],
+          'inner_indices': [[[t.tolist(), v.tolist()] for t, v in selection.folds_[i:i + len(fold)]]
+                            for i, fold in zip(np.cumsum([0] + [len(f) for f in inner[:-1]]), inner)],
+          'fit_seconds': seconds, 'train_steps': int(steps), 'train_flops': float(flops),
+          **counts, 'pretrained': pretrained_sides(config, arm)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reference rows.
+
+def pixel_features(dataset: data.Dataset, idx: np.ndarray, image_size: int, num_channels: int,
+                   batch: int = 4096) -> np.ndarray:
+  """float32 `[len(idx), image_size * image_size * num_channels]`: the images as the models see them
+  (`data.preprocess`: resized, in [-1, 1]), flattened."""
+  parts = [np.asarray(data.preprocess(jnp.asarray(dataset.images[idx[i:i + batch]]), image_size, num_channels))
+           for i in range(0, len(idx), batch)]
+  return np.concatenate(parts).reshape(len(idx), -1)
+
+
+def _sk_scores(labels, predictions) -> dict:
+  return {'accuracy': float(sk_metrics.accuracy_score(labels, predictions)),
+          **{m: float(fn(labels, predictions, average='macro', zero_division=0))
+             for m, fn in (('f1', sk_metrics.f1_score), ('precision', sk_metrics.precision_score),
+                           ('recall', sk_metrics.recall_score))}}
+
+
+def logistic_regression(**kwargs):
+  """The pixel reference: scikit-learn's `LogisticRegression` at its defaults (L2, C = 1, lbfgs), enough
+  iterations to converge on pixels."""
+  return linear_model.LogisticRegression(max_iter=2000, **kwargs)
+
+
+def reference_scores(dataset: data.Dataset, outer: list, image_size: int, num_channels: int) -> dict:
+  """Per-fold scores of the reference rows on the outer folds: `logistic_regression` (fitted on each outer
+  training set's pixel features) and `chance` (the most frequent class of the outer training set)."""
+  out = {name: {m: [] for m in metrics_lib.METRICS} for name in REFERENCES}
+  seconds = {name: 0.0 for name in REFERENCES}
+  for train_idx, val_idx in outer:
+    x_train = pixel_features(dataset, train_idx, image_size, num_channels)
+    x_val = pixel_features(dataset, val_idx, image_size, num_channels)
+    y_train, y_val = dataset.labels[train_idx], dataset.labels[val_idx]
+    for name, estimator in (('logistic_regression', logistic_regression()),
+                            ('chance', dummy.DummyClassifier(strategy='most_frequent'))):
+      began = time.perf_counter()
+      predictions = estimator.fit(x_train, y_train).predict(x_val)
+      seconds[name] += time.perf_counter() - began
+      for m, v in _sk_scores(y_val, predictions).items():
+        out[name][m].append(v)
+  for name in REFERENCES:
+    out[name]['fit_seconds'] = seconds[name]
+  return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A whole point (every arm at one size), and the comparison.
+
+def run_point(config, arms: Sequence[str], point: dict, workdir: str = '', log: Optional[Callable] = print) -> dict:
+  """Every arm of `arms` and the reference rows at one size, on the same outer folds.
+
+  Returns `{'arms': {arm: run_arm(...)}, 'references': reference_scores(...), 'folds': {'train': [cv], 'val':
+  [cv]} (sizes), 'fold_indices': [[train, val] per outer fold], 'image_shape': [H, W, C], 'max_epochs': E,
+  'pool': n, 'size': images per class (0 = all), 'search_space': {...}}`.
+  """
+  result = {'arms': {}}
+  for arm in arms:
+    if log:
+      log(f'{arm}: {point["size"] or "all"} images per class, {len(point["outer"])} outer folds x '
+          f'{len(point["inner"][0])} inner split(s), up to {point["max_epochs"]} epochs')
+    result['arms'][arm] = run_arm(config, arm, point, os.path.join(workdir, arm) if workdir else '', log)
+  beit = config.beit
+  result['references'] = reference_scores(point['dataset'], point['outer'], beit.image_size, beit.num_channels)
+  outer, dataset = point['outer'], point['dataset']
+  result.update(folds={'train': [len(t) for t, _ in outer], 'val': [len(v) for _, v in outer]},
+                fold_indices=[[t.tolist(), v.tolist()] for t, v in outer],
+                image_shape=list(dataset.images.shape[1:]), max_epochs=point['max_epochs'],
+                pool=int(sum(len(v) for _, v in outer)), size=point['size'], search_space=search_space(config))
+  return result
+
+
+def _paired(a, b, n_train: float, n_val: float) -> dict:
+  diffs = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+  t, p = stats.corrected_resampled_ttest(diffs, n_train, n_val)
+  low, high = stats.corrected_interval(diffs, n_train, n_val)
+  return {'differences': diffs.tolist(), 'mean': float(diffs.mean()), 't': t, 'p': p, 'ci95': [low, high]}
 
 
 def compare(result: dict, baseline: str = BASELINE) -> dict:
-  """Per arm: mean and std of every metric over folds; against `baseline` (when it ran): per-fold paired
-  differences, their mean, and the corrected resampled t-test (t, p) for each metric; for `hybrid`, the absolute
-  and relative accuracy change beside the paper's +12.8 %, and its accuracy against `hybrid_random_bert` (the
-  pretrained text weights against the same layers fresh)."""
+  """Per arm and reference row: mean and std of every metric over the outer folds. Per arm against `baseline`
+  (when it ran) and `hybrid` against `hybrid_random_bert`: paired differences, their mean, corrected 95 % interval
+  and t-test (t, p) for every metric; `below_logistic_regression` and `late_epoch` flags; for `hybrid`, the
+  accuracy change beside the paper's +12.8 %. Arms with a NaN fold (diverged) get NaN comparisons."""
   n_train, n_val = np.mean(result['folds']['train']), np.mean(result['folds']['val'])
+  rows = {**result['arms'], **result.get('references', {})}
   table = {}
+  for name, scores in rows.items():
+    table[name] = {m: {'mean': float(np.mean(scores[m])), 'std': float(np.std(scores[m]))}
+                   for m in metrics_lib.METRICS}
+  reference = table.get('logistic_regression', {}).get('accuracy', {}).get('mean', -math.inf)
   for arm, scores in result['arms'].items():
-    row = {m: {'mean': float(np.mean(scores[m])), 'std': float(np.std(scores[m]))} for m in metrics_lib.METRICS}
+    row = table[arm]
     if baseline in result['arms'] and arm != baseline:
-      row['vs_baseline'] = {}
-      for m in metrics_lib.METRICS:
-        diffs = np.asarray(scores[m]) - np.asarray(result['arms'][baseline][m])
-        t, p = stats.corrected_resampled_ttest(diffs, n_train, n_val)
-        row['vs_baseline'][m] = {'differences': diffs.tolist(), 'mean': float(diffs.mean()), 't': t, 'p': p}
-    table[arm] = row
-  if 'hybrid' in table and 'hybrid_random_bert' in table:  # Transferred knowledge, capacity held equal.
-    diffs = np.asarray(result['arms']['hybrid']['accuracy']) - np.asarray(
-        result['arms']['hybrid_random_bert']['accuracy'])
-    t, p = stats.corrected_resampled_ttest(diffs, n_train, n_val)
-    table['hybrid']['vs_random_bert'] = {'differences': diffs.tolist(), 'mean': float(diffs.mean()), 't': t, 'p': p}
-  if 'hybrid' in table and baseline in table:
+      row['vs_baseline'] = {m: _paired(scores[m], result['arms'][baseline][m], n_train, n_val)
+                            for m in metrics_lib.METRICS}
+    row['below_logistic_regression'] = bool(row['accuracy']['mean'] < reference)
+    epochs = [c['num_epochs'] for c in scores['chosen_params'] if c]
+    row['late_epoch'] = bool(epochs and max(epochs) > LATE_EPOCH * result['max_epochs'])
+  if 'hybrid' in result['arms'] and 'hybrid_random_bert' in result['arms']:
+    table['hybrid']['vs_random_bert'] = {
+        m: _paired(result['arms']['hybrid'][m], result['arms']['hybrid_random_bert'][m], n_train, n_val)
+        for m in metrics_lib.METRICS}
+  if 'hybrid' in result['arms'] and baseline in result['arms']:
     base, hybrid = table[baseline]['accuracy']['mean'], table['hybrid']['accuracy']['mean']
     table['hybrid']['accuracy_change'] = {
         'absolute': hybrid - base, 'relative': (hybrid - base) / base if base else math.nan,
@@ -129,65 +355,76 @@ def compare(result: dict, baseline: str = BASELINE) -> dict:
   return table
 
 
-def curve_epochs(config, fold_train: int) -> int:
-  """Epochs for one learning-curve point: enough for `config.curve_steps` optimiser steps (at least 1), or
-  `config.num_epochs` when curve_steps is 0."""
-  if not config.curve_steps:
-    return config.num_epochs
-  return max(1, math.ceil(config.curve_steps / train.steps_per_epoch(fold_train, config.batch_size)))
+def verdict(a: str, b: str, comparison: dict, folds: int, what: str = '') -> str:
+  """One sentence on a paired accuracy comparison of arm `a` against `b`: what it shows and what it does not.
+  `what` says what the difference isolates (e.g. 'transferred text knowledge, capacity held equal')."""
+  d, (low, high), p = comparison['mean'], comparison['ci95'], comparison['p']
+  numbers = f'{d:+.4f} accuracy (95 % interval [{low:+.4f}, {high:+.4f}], corrected t-test p = {p:.3g}, {folds} folds)'
+  if not (math.isfinite(low) and math.isfinite(high)):
+    return f'`{a}` vs `{b}`: no comparison (a fold diverged).'
+  if low > 0 or high < 0:
+    direction = 'higher' if d > 0 else 'lower'
+    return (f'`{a}` scores {direction} than `{b}` by {numbers}. The interval excludes zero: on this dataset and '
+            f'training-set size, with each arm tuned on its own, the difference is larger than the fold-to-fold '
+            f'variation{f" ({what})" if what else ""}. It does not show the same at other sizes, on other data, '
+            f'or with other backbones.')
+  return (f'`{a}` vs `{b}`: {numbers}. The interval includes zero: these folds show no difference between the '
+          f'two arms{f" ({what})" if what else ""}, and they do not show that the arms are equal either.')
 
 
-def learning_curve(config, sizes: Sequence[int], arms: Sequence[str], workdir: str = '',
-                   log: Optional[Callable] = print) -> dict:
-  """`run_arms` at each training-set size (`train_per_class` images per class in the CV pool).
+def conclusions(table: dict, folds: int, baseline: str = BASELINE) -> list:
+  """The report's sentences, one per comparison that ran."""
+  lines = []
+  for arm, row in table.items():
+    if 'vs_baseline' in row:
+      what = {'hybrid': 'the pretrained BERT layers added to BEiT',
+              'hybrid_random_bert': 'the same layers without text pretraining: capacity alone',
+              'hybrid_frozen_bert': 'pretrained BERT layers that do not train'}.get(arm, '')
+      lines.append(verdict(arm, baseline, row['vs_baseline']['accuracy'], folds, what))
+  if 'vs_random_bert' in table.get('hybrid', {}):
+    lines.append(verdict('hybrid', 'hybrid_random_bert', table['hybrid']['vs_random_bert']['accuracy'], folds,
+                         'transferred text knowledge, capacity held equal'))
+  return lines
 
-  Returns `{size: run_arms result + {'epochs': E, 'pool': n}}` (sizes as strings, for JSON).
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole ablation.
+
+def plan(config) -> dict:
+  """Every size's `plan_point`: the table's (`train_per_class`, 0 = the whole pool) and each learning-curve size,
+  all checked before anything trains."""
+  points = {}
+  table_size = config.train_per_class
+  points[table_size] = plan_point(config, table_size, f'--config.train_per_class={table_size}' if table_size
+                                  else 'the training pool')
+  for size in config.curve_sizes:
+    if size not in points:
+      points[size] = plan_point(config, size, f'curve_sizes entry {size}')
+  return points
+
+
+def run(config, workdir: str = '', log: Optional[Callable] = print) -> dict:
+  """The ablation a config describes: `config.arms` at `train_per_class`, and `config.curve_arms` at every
+  `curve_sizes` entry, by nested CV. A size shared by both runs once. Finished searches are checkpointed under
+  `workdir` (`n<size>/<arm>/...`) and resumed on a rerun.
+
+  Returns `{'points': {size: run_point result + 'table': compare(...)}, 'table_size': size, 'curve_sizes': [...]}`
+  (sizes as strings, for JSON).
   """
-  validate_arms(arms, 'curve_arms')
-  curve = {}
-  for size in sizes:
-    point = grid_lib.apply_params(config, {'train_per_class': int(size)})
-    dataset = data.from_config(point)
-    pool = len(dataset.train) + len(dataset.val)
-    point.num_epochs = curve_epochs(point, pool - math.ceil(pool / point.cv))
-    if log:
-      log(f'learning curve: {size} images per class ({pool} in the pool), {point.num_epochs} epochs')
-    result = run_arms(point, arms, dataset, os.path.join(workdir, f'curve_{size}') if workdir else '', log)
-    result.update(epochs=point.num_epochs, pool=pool)
-    curve[str(size)] = result
-  return curve
-
-
-def config_from_grid(grid_workdir: str, config) -> ml_collections.ConfigDict:
-  """The config of a finished grid run in `grid_workdir` at its best cell (rank 1 of the refit metric), with the
-  ablation keys (arms, learning curve, cv) taken from `config`."""
-  paths = [os.path.join(grid_workdir, f) for f in ('grid_config.json', 'cv_results.json')]
-  for path in paths:
-    if not os.path.exists(path):
-      raise MissingPathError(f'{path} not found: --grid_workdir must be the workdir of a finished '
-                             f'`python -m experiments.grid_search` run.')
-  try:
-    with open(paths[0]) as f:
-      grid_config = config_lib.base_config()
-      grid_config.update(_tuples(json.load(f)['config']))
-    with open(paths[1]) as f:
-      results = json.load(f)
-  except (OSError, ValueError, KeyError, TypeError) as e:
-    raise ConfigError(f'{grid_workdir!r} is not a readable grid workdir ({e.__class__.__name__}).') from None
-  metric = grid_config.refit or 'accuracy'
-  best = int(np.argmin(results[f'rank_test_{metric}']))
-  merged = grid_lib.apply_params(grid_config, results['params'][best])
-  merged.grid = ml_collections.ConfigDict()
-  for key in ('arms', 'curve_sizes', 'curve_arms', 'curve_steps', 'cv'):
-    merged[key] = config[key]
-  config_lib.validate(merged)
-  return merged
-
-
-def _tuples(tree):
-  """JSON lists back to the tuples the config holds."""
-  if isinstance(tree, dict):
-    return {k: _tuples(v) for k, v in tree.items()}
-  if isinstance(tree, list):
-    return tuple(_tuples(v) for v in tree)
-  return tree
+  validate_arms(config.arms)
+  if config.curve_sizes:
+    validate_arms(config.curve_arms, 'curve_arms')
+  search_space(config)
+  points = plan(config)  # Every size is checked before any arm trains.
+  wanted = {config.train_per_class: list(config.arms)}
+  for size in config.curve_sizes:
+    wanted.setdefault(size, [])
+    wanted[size] += [a for a in config.curve_arms if a not in wanted[size]]
+  out = {}
+  for size, arms in wanted.items():
+    result = run_point(config, [a for a in ARMS if a in arms], points[size],
+                       os.path.join(workdir, f'n{size}') if workdir else '', log)
+    result['table'] = compare(result)
+    out[str(size)] = result
+  return {'points': out, 'table_size': str(config.train_per_class),
+          'curve_sizes': [str(s) for s in config.curve_sizes]}

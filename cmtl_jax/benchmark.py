@@ -53,38 +53,6 @@ def matmul_peak(dtype: str = 'float32', size: int = 0, repeats: int = 10) -> flo
   return 2 * size ** 3 / best
 
 
-def _encoder_flops(tokens: int, hidden: int, intermediate: int, layers: int) -> int:
-  """Forward FLOPs of `layers` transformer layers for one example: Q, K, V and output projections, the MLP, and
-  the two attention matmuls (scores and weighted values)."""
-  projections = 4 * 2 * tokens * hidden * hidden
-  mlp = 2 * 2 * tokens * hidden * intermediate
-  attention = 2 * 2 * tokens * tokens * hidden
-  return layers * (projections + mlp + attention)
-
-
-def forward_flops(model, batch_size: int) -> int:
-  """Forward FLOPs of the hybrid for one batch (multiply-adds x 2; norms, softmax and biases left out)."""
-  beit = model.beit_config
-  patches = (beit.image_size // beit.patch_size) ** 2
-  tokens = patches + 1
-  flops = 2 * patches * beit.patch_size ** 2 * beit.num_channels * beit.hidden_size  # Patch projection.
-  flops += _encoder_flops(tokens, beit.hidden_size, beit.intermediate_size, beit.num_hidden_layers)
-  width = beit.hidden_size
-  if model.bert_config is not None:
-    bert = model.bert_config
-    if bert.hidden_size != beit.hidden_size:
-      flops += 2 * tokens * beit.hidden_size * bert.hidden_size  # Adapter.
-    flops += _encoder_flops(tokens, bert.hidden_size, bert.intermediate_size, bert.num_hidden_layers)
-    width = bert.hidden_size
-  flops += 2 * width * model.num_classes  # Head.
-  return batch_size * flops
-
-
-def train_step_flops(model, batch_size: int) -> int:
-  """Model FLOPs of one training step: forward + backward (2x forward: gradients of inputs and of weights)."""
-  return 3 * forward_flops(model, batch_size)
-
-
 def synthetic_data(model, num_examples: int, num_classes: int, seed: int = 0):
   """`data.synthetic_images` at BEiT's input size and channels (so no resize): `([N, S, S, C], [N])` numpy."""
   beit = model.beit_config
@@ -139,7 +107,7 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
     info['loss_finite'] = info['loss_finite'] and bool(np.isfinite(float(loss)))
     return seconds / steps
 
-  info = {'model_flops_per_step': train_step_flops(model, config.batch_size), 'xla_flops_per_step': xla_per_step,
+  info = {'model_flops_per_step': model_lib.train_step_flops(model, config.batch_size), 'xla_flops_per_step': xla_per_step,
           'batch_size': config.batch_size, 'dtype': config.dtype, 'loss_finite': True}
   timer()  # Warm-up: the first call of a compiled program also allocates.
   timer.compiled = epoch

@@ -59,6 +59,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.decay = 'cosine'
   c.batch_size = 32
   c.num_epochs = 10
+  c.schedule_epochs = 0         # Epochs the warmup + decay schedule spans (0 = num_epochs); training stops at
+                                # num_epochs. Nested CV's final fits stop at the chosen epoch of this schedule.
   c.label_smoothing = 0.0
   c.seed = 0
   c.eval_batch_size = 256
@@ -77,11 +79,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.halving_factor = 3          # Halving: keep the best 1/factor of the cells each round, train them factor x longer.
   c.halving_min_epochs = 0      # Halving: epochs of the first round (0 = num_epochs / factor^(rounds - 1)).
 
-  # Ablation (experiments.ablation): arms compared with `cv`-fold CV on the same folds; an optional learning curve.
+  # Ablation (experiments.ablation): nested CV. Outer stratified `cv` folds give the paired comparison; inside each
+  # outer training set every arm picks its own cell of `grid` (the search space, the same for every arm) and its
+  # training length (the best epoch up to the maximum) on `inner_cv` inner folds; the outer fold only scores.
   c.arms = ('beit', 'hybrid', 'hybrid_random_bert', 'hybrid_frozen_bert')
+  c.inner_cv = 1                # Inner folds (>= 2), or 1 = one stratified split holding out `val_fraction`.
+  c.min_steps = 0               # Maximum training length: num_epochs epochs, or enough epochs for min_steps
+                                # optimiser steps where that is longer (small training sets).
   c.curve_sizes = ()            # Training images per class at each learning-curve point (empty = no curve).
   c.curve_arms = ('beit', 'hybrid', 'hybrid_random_bert')
-  c.curve_steps = 0             # Optimiser steps per fit on the curve (0 = num_epochs epochs at every size).
   return c
 
 
@@ -160,7 +166,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0 < config[key] < 1:
       raise ConfigError(f'{key} must lie strictly between 0 and 1, got {config[key]!r}.')
   for key in ('weight_decay', 'grad_clip', 'warmup_fraction', 'label_smoothing', 'bert_layers',
-              'train_per_class'):
+              'train_per_class', 'schedule_epochs', 'min_steps'):
     if config[key] < 0:
       raise ConfigError(f'{key} must be >= 0, got {config[key]!r}.')
   if config.freeze_bert and config.variant != 'hybrid':
@@ -178,9 +184,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'vmap_width must be >= -1 (-1 = automatic, 0 = all models), got {config.vmap_width}.')
   _choice(config, 'refit', METRICS)
   _choice(config, 'score_epoch', ('last', 'best'))
-  if config.curve_steps < 0 or not all(isinstance(n, int) and n > 0 for n in config.curve_sizes):
-    raise ConfigError(f'curve_sizes must be positive integers and curve_steps >= 0, got {config.curve_sizes!r} '
-                      f'and {config.curve_steps!r}.')
+  if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in config.curve_sizes):
+    raise ConfigError(f'curve_sizes must be positive integers, got {config.curve_sizes!r}.')
+  if config.inner_cv < 1:
+    raise ConfigError(f'inner_cv must be >= 2 inner folds, or 1 for one stratified split, got {config.inner_cv}.')
+  if config.schedule_epochs and config.schedule_epochs < config.num_epochs:
+    raise ConfigError(f'schedule_epochs ({config.schedule_epochs}) must be 0 or >= num_epochs '
+                      f'({config.num_epochs}).')
   if not 0 <= config.label_smoothing < 1:
     raise ConfigError(f'label_smoothing must lie in [0, 1), got {config.label_smoothing!r}.')
   if not 0 <= config.momentum < 1:

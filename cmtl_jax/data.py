@@ -114,8 +114,9 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
 
   A dataset with a 'test' split keeps it as the held-out test set; otherwise `test_fraction` of the examples are
   held out, stratified by class, with `split_seed`. `val_fraction` of the remaining training examples form the
-  (stratified) validation set. `train_per_class` > 0 first keeps at most that many images per class of the
-  training pool (train + validation), as a low-data regime.
+  (stratified) validation set; `val_fraction=0` makes none (cross-validation cuts folds from the whole pool).
+  `train_per_class` > 0 first keeps at most that many images per class of the training pool (train +
+  validation), as a low-data regime.
   """
   if name == SYNTHETIC:
     images, labels = synthetic_images(split_seed)
@@ -135,16 +136,21 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
     all_train, test = _stratified_split(all_train, labels, test_fraction, split_seed, 'test_fraction')
   if train_per_class:
     all_train = _subsample_per_class(all_train, labels, train_per_class, np.random.default_rng(split_seed))
-  train, val = _stratified_split(all_train, labels, val_fraction, split_seed, 'val_fraction')
+  if val_fraction:
+    train, val = _stratified_split(all_train, labels, val_fraction, split_seed, 'val_fraction')
+  else:  # Cross-validation cuts its own folds from the whole training pool.
+    train, val = all_train, np.zeros(0, np.int32)
   return Dataset(images, labels, class_names, np.sort(train).astype(np.int32), np.sort(val).astype(np.int32),
                  np.sort(test).astype(np.int32), name)
 
 
-def from_config(config) -> Dataset:
-  """The dataset a config names, split into train / val / held-out test."""
+def from_config(config, validation: bool = True) -> Dataset:
+  """The dataset a config names, split into train / val / held-out test; `validation=False` leaves the whole
+  training pool in `train` (cross-validation cuts its own folds)."""
   return load(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir, image_key=config.image_key,
-              label_key=config.label_key, test_fraction=config.test_fraction, val_fraction=config.val_fraction,
-              split_seed=config.split_seed, train_per_class=config.train_per_class)
+              label_key=config.label_key, test_fraction=config.test_fraction,
+              val_fraction=config.val_fraction if validation else 0.0, split_seed=config.split_seed,
+              train_per_class=config.train_per_class)
 
 
 def preprocess(images, image_size: int, num_channels: int):

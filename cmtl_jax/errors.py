@@ -11,3 +11,7 @@ class ConfigError(ValueError):
 
 class MissingPathError(ConfigError, FileNotFoundError):
   """A path given by the user does not exist."""
+
+
+class AllCellsDivergedError(ConfigError):
+  """Every cell of a search diverged: no best cell, no refit (the search's `cv_results_` are still set)."""

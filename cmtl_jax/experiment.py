@@ -3,11 +3,11 @@
 import json
 import os
 import platform
-import shutil
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cmtl_jax import ablation as ablation_lib
 from cmtl_jax import classifier
@@ -19,7 +19,7 @@ from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import report
 from cmtl_jax import train
-from cmtl_jax.errors import ConfigError
+from cmtl_jax.errors import AllCellsDivergedError, ConfigError
 
 
 def machine() -> str:
@@ -98,7 +98,12 @@ def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid
                                          min_epochs=config.halving_min_epochs, **common)
   else:
     search = grid_lib.GridSearchCV(config, param_grid, **common)
-  search.fit(workdir=workdir)
+  try:
+    search.fit(workdir=workdir)
+  except AllCellsDivergedError:
+    if workdir and jax.process_index() == 0:  # The scores are still written (all NaN), then the error line.
+      report.write_cv_results(workdir, search.cv_results_)
+    raise
   seconds = time.perf_counter() - start
   if workdir and jax.process_index() == 0:  # Under jax.distributed every process holds the results; one writes.
     report.write_cv_results(workdir, search.cv_results_)
@@ -115,46 +120,40 @@ def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid
   return search
 
 
-def ablation(config, workdir: str, grid_workdir: str = '', log=print, commands=()) -> dict:
-  """Runs the ablation arms (`config.arms`) with CV on the same folds and, when `config.curve_sizes` is set, the
-  learning curve; writes ablation.json, ablation_bars.png, learning_curve.png and report.md into `workdir`.
+def ablation(config, workdir: str, log=print, commands=()) -> dict:
+  """The nested-CV ablation a config describes (`ablation_lib.run`): writes ablation.json (every score, choice,
+  inner split and cost), report.md, ablation_bars.png, training_curves.png and, with `config.curve_sizes`,
+  learning_curve.png into `workdir`. Finished searches are checkpointed under `workdir/searches` and resumed.
 
-  With `grid_workdir`, the hyperparameters are the best cell of that finished grid run and its heatmaps go into
-  the report. Finished arms are checkpointed under `workdir` and skipped on a rerun.
+  Raises:
+    ConfigError for bad input, including a training-set size too small for the folds, before anything trains.
   """
-  if grid_workdir:
-    config = ablation_lib.config_from_grid(grid_workdir, config)
   config_lib.validate(config)
-  ablation_lib.validate_arms(config.arms)
-  if config.curve_sizes:
-    ablation_lib.validate_arms(config.curve_arms, 'curve_arms')
   start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  result = ablation_lib.run_arms(config, config.arms, workdir=os.path.join(workdir, 'arms'), log=log)
-  baseline = ablation_lib.BASELINE
-  table = ablation_lib.compare(result, baseline)
-  curve = ablation_lib.learning_curve(config, config.curve_sizes, config.curve_arms, workdir, log)
-  curve_tables = {size: ablation_lib.compare(point, baseline) for size, point in curve.items()}
+  result = ablation_lib.run(config, os.path.join(workdir, 'searches'), log)
   seconds = time.perf_counter() - start
-  heatmaps = []
-  for name in sorted(os.listdir(grid_workdir)) if grid_workdir else []:
-    if name.startswith('heatmap_') and name.endswith('.png'):
-      shutil.copy(os.path.join(grid_workdir, name), os.path.join(workdir, name))
-      heatmaps.append(name)
-  report.ablation_bars(os.path.join(workdir, 'ablation_bars.png'), table)
-  if curve:
-    report.learning_curve_plot(os.path.join(workdir, 'learning_curve.png'), curve)
-  summary = {'machine': machine(), 'seconds': seconds, 'config': config.to_dict(), 'arms': result, 'table': table,
-             'curve': curve, 'curve_tables': curve_tables, 'commands': list(commands)}
+  point = result['points'][result['table_size']]
+  report.ablation_bars(os.path.join(workdir, 'ablation_bars.png'), point['table'])
+  report.training_curves_plot(os.path.join(workdir, 'training_curves.png'), point)
+  if result['curve_sizes']:
+    report.learning_curve_plot(os.path.join(workdir, 'learning_curve.png'), result['points'], result['curve_sizes'])
+  summary = {'machine': machine(), 'seconds': seconds, 'config': config.to_dict(), **result,
+             'commands': list(commands)}
   with report.atomic(os.path.join(workdir, 'ablation.json')) as tmp, open(tmp, 'w') as f:
-    json.dump(summary, f, indent=1)
-  report.write_ablation_report(os.path.join(workdir, 'report.md'), result=result, table=table, curve=curve,
-                               curve_tables=curve_tables, config=config, machine=summary['machine'],
-                               seconds=seconds, commands=commands, baseline=baseline, heatmaps=heatmaps,
-                               grid_workdir=grid_workdir)
+    json.dump(summary, f, indent=1, default=_json_number)
+  report.write_ablation_report(os.path.join(workdir, 'report.md'), summary=summary, config=config,
+                               commands=commands, baseline=ablation_lib.BASELINE,
+                               conclusions=ablation_lib.conclusions)
   if log:
-    change = table.get('hybrid', {}).get('accuracy_change')
-    log('; '.join(f'{arm} accuracy {row["accuracy"]["mean"]:.4f} ± {row["accuracy"]["std"]:.4f}'
-                  for arm, row in table.items()) +
-        (f'; hybrid - beit {change["absolute"]:+.4f} (paper +12.8 %)' if change else '') + f'; {seconds:.0f}s')
+    table = point['table']
+    log('; '.join(f'{name} accuracy {row["accuracy"]["mean"]:.4f} ± {row["accuracy"]["std"]:.4f}'
+                  for name, row in table.items()) + f'; {seconds:.0f}s')
   return summary
+
+
+def _json_number(value):
+  """numpy scalars in ablation.json."""
+  if isinstance(value, np.generic):
+    return value.item()
+  raise TypeError(f'{type(value).__name__} is not JSON serialisable')

@@ -3,6 +3,9 @@
 The one place fold logic lives: the grid search, the single-model path and the ablation all take folds from here.
 """
 
+import hashlib
+import math
+
 import numpy as np
 from sklearn import model_selection
 
@@ -26,7 +29,7 @@ def fold_indices(labels: np.ndarray, pool: np.ndarray, cv: int, seed: int):
   smallest = int(counts[counts > 0].min())
   if not 2 <= cv <= smallest:
     raise ConfigError(f'cv={cv} folds is not possible: it must be >= 2 and <= the smallest class count in the '
-                      f'training pool ({smallest}).')
+                      f'training pool ({smallest}): lower --config.cv or raise --config.train_per_class.')
   splitter = model_selection.StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
   return [(np.sort(pool[train]), np.sort(pool[val])) for train, val in splitter.split(pool, labels[pool])]
 
@@ -38,3 +41,61 @@ def pad_stack(index_arrays, length: int = 0) -> np.ndarray:
   for row, a in zip(out, index_arrays):
     row[:len(a)] = a
   return out
+
+
+def holdout_split(labels: np.ndarray, pool: np.ndarray, val_fraction: float, seed: int):
+  """One stratified split of `pool` holding out `val_fraction` of it (at least one example per class on each
+  side), as a one-element list of `(train_idx, val_idx)` like `fold_indices`."""
+  pool = np.asarray(pool)
+  try:
+    train, val = model_selection.train_test_split(pool, test_size=val_fraction, stratify=labels[pool],
+                                                  random_state=seed)
+  except ValueError as e:  # Too few examples for every class to appear on both sides.
+    raise ConfigError(f'cannot hold out val_fraction={val_fraction} of {len(pool)} examples stratified by class '
+                      f'({e}): raise --config.val_fraction or --config.train_per_class.') from None
+  return [(np.sort(train), np.sort(val))]
+
+
+def inner_splits(labels: np.ndarray, pool: np.ndarray, inner_cv: int, val_fraction: float, seed: int):
+  """Nested CV's inner splits of an outer training set `pool`: `inner_cv` stratified folds, or (inner_cv = 1) one
+  stratified split holding out `val_fraction`. Only indices of `pool` appear in them."""
+  if inner_cv == 1:
+    return holdout_split(labels, pool, val_fraction, seed)
+  return fold_indices(labels, pool, inner_cv, seed)
+
+
+def smallest_train_count(per_class: int, cv: int) -> int:
+  """Fewest examples of a class with `per_class` examples that a training side of a stratified `cv`-fold split
+  can hold: its validation side takes at most ceil(per_class / cv) of them."""
+  return per_class - math.ceil(per_class / cv)
+
+
+def explicit_splits(splits):
+  """`(train_idx, val_idx)` pairs given by a caller, as sorted int arrays; raises ConfigError when a split is
+  empty or its two sides overlap."""
+  out = []
+  for k, (train, val) in enumerate(splits):
+    train, val = np.sort(np.asarray(train, np.int64)), np.sort(np.asarray(val, np.int64))
+    if not len(train) or not len(val):
+      raise ConfigError(f'split {k} has an empty training or validation side.')
+    if np.intersect1d(train, val).size:
+      raise ConfigError(f'split {k}: its training and validation indices overlap.')
+    out.append((train, val))
+  if not out:
+    raise ConfigError('cv needs at least one (train, validation) split.')
+  return out
+
+
+def check_splits(splits, test: np.ndarray) -> None:
+  """Raises ConfigError when any split uses an index of the held-out test split."""
+  for k, (train, val) in enumerate(splits):
+    if np.intersect1d(np.concatenate([train, val]), test).size:
+      raise ConfigError(f'split {k} uses examples of the held-out test split.')
+
+
+def fingerprint(splits) -> str:
+  """A short digest of the splits' indices (a resumable search's identity)."""
+  digest = hashlib.sha256()
+  for train, val in splits:
+    digest.update(np.asarray(train, np.int64).tobytes() + b'|' + np.asarray(val, np.int64).tobytes() + b';')
+  return digest.hexdigest()[:16]

@@ -28,7 +28,7 @@ from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import stacked
 from cmtl_jax import train
-from cmtl_jax.errors import ConfigError
+from cmtl_jax.errors import AllCellsDivergedError, ConfigError
 
 SCORE_EPOCHS = ('last', 'best')
 
@@ -112,8 +112,8 @@ def make_groups(cells: list) -> list:
 # Config keys that never shape the compiled program: they reach it as arrays (learning_rate, seed) or are the
 # search's own settings. Every other key is part of a program's identity.
 _NOT_IN_PROGRAM = ('learning_rate', 'seed', 'grid', 'cv', 'refit', 'score_epoch', 'models_per_program', 'arms',
-                   'curve_sizes', 'curve_arms', 'curve_steps', 'search', 'halving_factor', 'halving_min_epochs',
-                   'num_devices')
+                   'curve_sizes', 'curve_arms', 'inner_cv', 'min_steps', 'search', 'halving_factor',
+                   'halving_min_epochs', 'num_devices', 'num_epochs', 'schedule_epochs')
 _PROGRAMS = {}
 _PROGRAMS_KEPT = 16
 
@@ -124,6 +124,7 @@ def programs_for(config, model, pretrained, *, steps: int, num_classes: int, wid
   the same program: jax compiles once per function object and input shape, so equal groups must share objects.
   The `_PROGRAMS_KEPT` most recent are kept."""
   program_config = {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_PROGRAM}
+  program_config['schedule'] = optim.schedule_epochs(config)  # How long training runs is no part of the program.
   key = (json.dumps(program_config, sort_keys=True, default=str), steps, num_classes, width,
          tuple(d.id for d in mesh.devices.flat) if mesh is not None else None)
   if key not in _PROGRAMS:
@@ -212,9 +213,20 @@ class GridSearchCV:
       `error_score=nan`), so its cell's mean is NaN and ranks last.
     trained_groups_: indices of the groups this `fit` trained (the others were resumed from the workdir).
     models_per_program_: per group index, how many models each of its compiled programs held (chunking).
+    folds_: the `(train_idx, val_idx)` dataset indices of every split.
+
+  Args:
+    cv: the number of stratified folds cut from the dataset's training pool (train + val), or the splits
+      themselves as `(train_idx, val_idx)` pairs of dataset indices (scikit-learn's iterable of splits; nested CV
+      passes inner folds of an outer training set this way). Splits never touch the held-out test split.
+
+  Raises:
+    ConfigError for a bad grid or config, before anything trains; `AllCellsDivergedError` (a ConfigError) from
+    `fit` when no cell has a finite mean score, after `cv_results_` is set and before any refit (scikit-learn
+    raises when all fits fail).
   """
 
-  def __init__(self, config, param_grid, *, cv: int = 5, refit: Optional[str] = 'accuracy',
+  def __init__(self, config, param_grid, *, cv: Union[int, Sequence] = 5, refit: Optional[str] = 'accuracy',
                score_epoch: str = 'last', models_per_program: int = 0, log: Optional[Callable] = print):
     if refit is not None and refit not in metrics_lib.METRICS:
       raise ConfigError(f'unknown refit metric {refit!r}: choose one of {", ".join(metrics_lib.METRICS)}.')
@@ -226,7 +238,8 @@ class GridSearchCV:
     validate_grid(config, param_grid)
     self.config = config
     self.param_grid = param_grid
-    self.cv = cv
+    self._splits = None if isinstance(cv, int) else folds_lib.explicit_splits(cv)
+    self.cv = cv if self._splits is None else len(self._splits)
     self.refit = refit
     self.score_epoch_ = score_epoch
     self.models_per_program = models_per_program
@@ -327,15 +340,29 @@ class GridSearchCV:
         on_group_done(group.index)
     bar.close()
     self._collect(done)
+    self._check_some_cell_finite()
     if self.refit:
       self._refit(dataset)
     return self
 
+  def _check_some_cell_finite(self) -> None:
+    """Raises `AllCellsDivergedError` when every cell's mean score is NaN: there is no best cell to refit."""
+    metric = self.refit or 'accuracy'
+    if np.all(np.isnan(np.asarray(self.cv_results_[f'mean_test_{metric}'], np.float64))):
+      rates = sorted({float(c.get('learning_rate', self.config.learning_rate)) for c in self.cells})
+      raise AllCellsDivergedError(
+          f'every cell of the grid diverged (its loss or update became NaN/inf in at least one fold): there is no '
+          f'best cell and nothing was refit. Lower the learning rates (tried {", ".join(f"{r:g}" for r in rates)}).')
+
   def _prepare(self, dataset: Optional[data.Dataset]) -> data.Dataset:
     """Loads the data, cuts the CV folds and lays out the devices."""
-    dataset = dataset or data.from_config(self.config)
-    pool = np.sort(np.concatenate([dataset.train, dataset.val]))
-    self.folds_ = folds_lib.fold_indices(dataset.labels, pool, self.cv, self.config.seed)
+    dataset = dataset or data.from_config(self.config, validation=False)
+    if self._splits is not None:
+      folds_lib.check_splits(self._splits, dataset.test)
+      self.folds_ = self._splits
+    else:
+      pool = np.sort(np.concatenate([dataset.train, dataset.val]))
+      self.folds_ = folds_lib.fold_indices(dataset.labels, pool, self.cv, self.config.seed)
     self.mesh_ = stacked.make_mesh(self.config.num_devices)
     return dataset
 
@@ -356,7 +383,8 @@ class GridSearchCV:
     return staged
 
   def _fingerprint(self, dataset) -> dict:
-    return {'config': self.config.to_dict(), 'param_grid': _jsonable(self.param_grid), 'cv': self.cv,
+    cv = self.cv if self._splits is None else folds_lib.fingerprint(self._splits)
+    return {'config': self.config.to_dict(), 'param_grid': _jsonable(self.param_grid), 'cv': cv,
             'score_epoch': self.score_epoch_, 'dataset': dataset.name, 'pool': len(dataset.train) + len(dataset.val)}
 
   def _collect(self, done: dict) -> None:

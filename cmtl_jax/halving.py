@@ -143,6 +143,7 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     self.exhaustive_epochs_ = len(self.cells) * self.cv * max_epochs
     self.epoch_fraction_ = self.epochs_trained_ / self.exhaustive_epochs_
     self._collect_rounds(rows, history)
+    self._check_some_cell_finite()
     if self.refit:
       self._refit(dataset)
     return self

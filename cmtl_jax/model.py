@@ -272,6 +272,38 @@ def load_pretrained(params: dict, bert_params: Optional[dict], beit_params: Opti
   return params, pretrained
 
 
+def _encoder_flops(tokens: int, hidden: int, intermediate: int, layers: int) -> int:
+  """Forward FLOPs of `layers` transformer layers for one example: Q, K, V and output projections, the MLP, and
+  the two attention matmuls (scores and weighted values)."""
+  projections = 4 * 2 * tokens * hidden * hidden
+  mlp = 2 * 2 * tokens * hidden * intermediate
+  attention = 2 * 2 * tokens * tokens * hidden
+  return layers * (projections + mlp + attention)
+
+
+def forward_flops(model, batch_size: int) -> int:
+  """Forward FLOPs of the hybrid for one batch (multiply-adds x 2; norms, softmax and biases left out)."""
+  beit = model.beit_config
+  patches = (beit.image_size // beit.patch_size) ** 2
+  tokens = patches + 1
+  flops = 2 * patches * beit.patch_size ** 2 * beit.num_channels * beit.hidden_size  # Patch projection.
+  flops += _encoder_flops(tokens, beit.hidden_size, beit.intermediate_size, beit.num_hidden_layers)
+  width = beit.hidden_size
+  if model.bert_config is not None:
+    bert = model.bert_config
+    if bert.hidden_size != beit.hidden_size:
+      flops += 2 * tokens * beit.hidden_size * bert.hidden_size  # Adapter.
+    flops += _encoder_flops(tokens, bert.hidden_size, bert.intermediate_size, bert.num_hidden_layers)
+    width = bert.hidden_size
+  flops += 2 * width * model.num_classes  # Head.
+  return batch_size * flops
+
+
+def train_step_flops(model, batch_size: int) -> int:
+  """Model FLOPs of one training step: forward + backward (2x forward: gradients of inputs and of weights)."""
+  return 3 * forward_flops(model, batch_size)
+
+
 def frozen_mask(pretrained) -> dict:
   """True on BERT encoder leaves that came from a checkpoint, except LayerNorms: what `freeze_bert` holds fixed
   (frozen-pretrained-transformer style: attention and MLP weights frozen; norms, BEiT, adapter and head train)."""

@@ -103,13 +103,19 @@ def lr_multipliers(pretrained, fresh_multiplier: float):
   return jax.tree.map(lambda p: 1.0 if p else float(fresh_multiplier), pretrained)
 
 
+def schedule_epochs(config) -> int:
+  """Epochs the warmup + decay schedule spans: `config.schedule_epochs`, or `config.num_epochs` when it is 0."""
+  return config.schedule_epochs or config.num_epochs
+
+
 def from_config(config, *, steps_per_epoch: int, pretrained, learning_rate=None) -> optax.GradientTransformation:
-  """The optimiser a config describes, for `config.num_epochs` epochs of `steps_per_epoch` steps; fresh leaves
+  """The optimiser a config describes, its schedule spanning `schedule_epochs(config)` epochs of `steps_per_epoch`
+  steps (training may stop earlier, at `config.num_epochs`); fresh leaves
   (False in `pretrained`) get `config.fresh_lr_multiplier` x the peak LR (default `config.learning_rate`);
   with `config.freeze_bert`, pretrained BERT weights other than LayerNorms stay fixed."""
   return make_optimizer(
       config.optimizer, config.learning_rate if learning_rate is None else learning_rate,
-      total_steps=steps_per_epoch * config.num_epochs, warmup_fraction=config.warmup_fraction, decay=config.decay,
+      total_steps=steps_per_epoch * schedule_epochs(config), warmup_fraction=config.warmup_fraction, decay=config.decay,
       momentum=config.momentum, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
       lr_multipliers=lr_multipliers(pretrained, config.fresh_lr_multiplier),
       frozen=model_lib.frozen_mask(pretrained) if config.freeze_bert else None)

@@ -4,7 +4,7 @@ import contextlib
 import csv
 import json
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -147,41 +147,70 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
 # ---------------------------------------------------------------------------------------------------------------
 # The ablation report.
 
+REFERENCE_NAMES = {'logistic_regression': 'logistic regression (pixels)', 'chance': 'chance (most frequent class)'}
+
+
 def ablation_bars(path: str, table: dict) -> None:
-  """Mean +- std over folds of every metric, one bar group per metric, one bar per arm."""
+  """Mean +- std over folds of every metric, one bar group per metric, one bar per arm and reference row."""
   plt = _pyplot()
-  arms = list(table)
-  width = 0.8 / len(arms)
+  names = list(table)
+  width = 0.8 / len(names)
   fig, ax = plt.subplots(figsize=(2.2 * len(metrics_lib.METRICS) + 1.5, 3.8))
-  for j, arm in enumerate(arms):
-    x = np.arange(len(metrics_lib.METRICS)) + (j - (len(arms) - 1) / 2) * width
-    ax.bar(x, [table[arm][m]['mean'] for m in metrics_lib.METRICS], width,
-           yerr=[table[arm][m]['std'] for m in metrics_lib.METRICS], capsize=3, label=arm)
+  for j, name in enumerate(names):
+    x = np.arange(len(metrics_lib.METRICS)) + (j - (len(names) - 1) / 2) * width
+    ax.bar(x, [table[name][m]['mean'] for m in metrics_lib.METRICS], width,
+           yerr=[table[name][m]['std'] for m in metrics_lib.METRICS], capsize=3, label=name)
   ax.set_xticks(range(len(metrics_lib.METRICS)), metrics_lib.METRICS)
-  lows = [table[a][m]['mean'] - table[a][m]['std'] for a in arms for m in metrics_lib.METRICS]
-  ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
-  ax.set_ylabel('mean over CV folds (± std)')
-  ax.legend(fontsize=8, loc='lower right')
+  ax.set_ylim(0.0, 1.0)
+  ax.set_ylabel('mean over outer folds (± std)')
+  ax.legend(fontsize=7, loc='lower right')
   fig.tight_layout()
   with atomic(path) as tmp:
     fig.savefig(tmp, dpi=120)
   plt.close(fig)
 
 
-def learning_curve_plot(path: str, curve: dict, metric: str = 'accuracy') -> None:
-  """Mean CV `metric` +- std against training images per class (log axis), one line per arm."""
+def learning_curve_plot(path: str, points: dict, sizes: Sequence[str], metric: str = 'accuracy') -> None:
+  """Mean outer-fold `metric` +- std against training images per class (log axis), one line per arm and one for
+  the pixel logistic regression."""
   plt = _pyplot()
-  sizes = sorted(curve, key=int)
-  arms = list(curve[sizes[0]]['arms'])
-  fig, ax = plt.subplots(figsize=(5.5, 3.8))
-  for arm in arms:
-    means = [np.mean(curve[s]['arms'][arm][metric]) for s in sizes]
-    stds = [np.std(curve[s]['arms'][arm][metric]) for s in sizes]
-    ax.errorbar([int(s) for s in sizes], means, yerr=stds, marker='o', capsize=3, label=arm)
+  fig, ax = plt.subplots(figsize=(5.8, 4.0))
+  names = []
+  for s in sizes:
+    names += [n for n in points[s]['table'] if n not in names and n != 'chance']
+  for name in names:
+    at = [s for s in sizes if name in points[s]['table']]
+    ax.errorbar([int(s) for s in at], [points[s]['table'][name][metric]['mean'] for s in at],
+                yerr=[points[s]['table'][name][metric]['std'] for s in at], marker='o', capsize=3, label=name,
+                linestyle='--' if name == 'logistic_regression' else '-')
   ax.set_xscale('log')
   ax.set_xticks([int(s) for s in sizes], sizes)
-  ax.set_xlabel('training images per class (CV pool)')
-  ax.set_ylabel(f'mean CV {metric} (± std)')
+  ax.set_xlabel('training images per class (outer CV pool)')
+  ax.set_ylabel(f'mean outer-fold {metric} (± std)')
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  with atomic(path) as tmp:
+    fig.savefig(tmp, dpi=120)
+  plt.close(fig)
+
+
+def training_curves_plot(path: str, point: dict, metric: str = 'accuracy') -> None:
+  """Each arm's inner validation `metric` against epochs at its chosen cell (mean over the outer folds' choices),
+  with the chosen epochs marked: where the curves flatten within the maximum training length."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5.8, 4.0))
+  for arm, result in point['arms'].items():
+    curves = [c for c in result['inner_curves'] if c]
+    if not curves:
+      continue
+    line, = ax.plot(np.arange(1, len(curves[0]) + 1), np.mean(curves, axis=0), label=arm)
+    for params, score in zip(result['chosen_params'], result['inner_scores']):
+      if params:
+        ax.plot(params['num_epochs'], score, 'o', color=line.get_color(), markersize=4)
+  ax.axvline(point['max_epochs'], color='grey', linewidth=0.8, linestyle=':')
+  ax.set_xlabel(f'epoch (maximum {point["max_epochs"]})')
+  ax.set_ylabel(f'inner validation {metric}')
+  ax.set_title('chosen cells; dots: chosen epochs', fontsize=9)
   ax.legend(fontsize=8)
   fig.tight_layout()
   with atomic(path) as tmp:
@@ -193,77 +222,149 @@ def _mean_std(row, metric):
   return f'{row[metric]["mean"]:.4f} ± {row[metric]["std"]:.4f}'
 
 
+def _difference(comparison: dict) -> str:
+  low, high = comparison['ci95']
+  return f'{comparison["mean"]:+.4f} [{low:+.4f}, {high:+.4f}] (p = {comparison["p"]:.2g})'
+
+
+def _flags(row: dict) -> str:
+  flags = []
+  if row.get('below_logistic_regression'):
+    flags.append('below the pixel logistic regression: under-trained or over-regularised, not evidence')
+  if row.get('late_epoch'):
+    flags.append('a chosen epoch near the maximum: a longer maximum might change it')
+  return '; '.join(flags) or '—'
+
+
 def ablation_table(table: dict, baseline: str) -> list:
-  """Markdown lines: one row per arm, mean ± std of each metric, then the paired accuracy and F1 comparison."""
-  lines = ['| arm | ' + ' | '.join(metrics_lib.METRICS) + ' | Δ accuracy vs ' + baseline + ' (p) | Δ F1 (p) |',
+  """Markdown lines: one row per arm and reference row, mean ± std of each metric, the paired accuracy
+  difference against `baseline` with its 95 % interval and p, and the row's flags."""
+  lines = ['| row | ' + ' | '.join(metrics_lib.METRICS) + f' | Δ accuracy vs {baseline} [95 % CI] (p) | flags |',
            '| --- |' + ' --- |' * (len(metrics_lib.METRICS) + 2)]
-  for arm, row in table.items():
+  for name, row in table.items():
     cells = [_mean_std(row, m) for m in metrics_lib.METRICS]
-    for m in ('accuracy', 'f1'):
-      versus = row.get('vs_baseline', {}).get(m)
-      cells.append(f'{versus["mean"]:+.4f} (p = {versus["p"]:.3g})' if versus else '—')
-    lines.append(f'| {arm} | ' + ' | '.join(cells) + ' |')
+    versus = row.get('vs_baseline', {}).get('accuracy')
+    cells += [_difference(versus) if versus else '—', _flags(row)]
+    lines.append(f'| {REFERENCE_NAMES.get(name, name)} | ' + ' | '.join(cells) + ' |')
   return lines
 
 
-def write_ablation_report(path: str, *, result: dict, table: dict, curve: dict, curve_tables: dict, config,
-                          machine: str, seconds: float, commands: Sequence[str], baseline: str,
-                          heatmaps: Sequence[str] = (), grid_workdir: str = '') -> None:
-  """report.md: setup, the ablation table, per-fold differences, the bar chart, the learning curve, the grid
-  heatmaps (when a grid workdir was given), the machine and the commands."""
-  folds = result['folds']
+def _chosen(params: dict) -> str:
+  if not params:
+    return 'none (every cell diverged)'
+  return ', '.join(f'{k} {v:g}' if isinstance(v, float) else f'{k} {v}' for k, v in sorted(params.items()))
+
+
+def _cost_table(point: dict) -> list:
+  lines = ['| arm | chosen per outer fold | params trained | params transferred | training steps | training '
+           'FLOPs | wall time |', '| --- | --- | --- | --- | --- | --- | --- |']
+  for arm, r in point['arms'].items():
+    chosen = '<br>'.join(f'fold {k}: {_chosen(p)}' for k, p in enumerate(r['chosen_params']))
+    lines.append(f'| {arm} | {chosen} | {r["params_trained"]:,} | {r["params_transferred"]:,} | '
+                 f'{r["train_steps"]:,} | {r["train_flops"]:.3g} | {r["fit_seconds"]:.0f} s |')
+  return lines
+
+
+def write_ablation_report(path: str, *, summary: dict, config, commands: Sequence[str], baseline: str,
+                          conclusions: Callable) -> None:
+  """report.md: the result table with reference rows and flags, what it shows (one sentence per comparison),
+  the learning curve with its comparisons at every size, each arm's choices and cost, the training curves, the
+  protocol, per-fold scores, the setup and the commands. `conclusions(table, folds)` gives the sentences."""
+  points, size = summary['points'], summary['table_size']
+  point = points[size]
+  folds = len(point['folds']['train'])
+  where = f'{size} images per class' if size != '0' else 'the whole training pool'
   lines = ['# Ablation: does text pretraining help the image model?', '',
-           '## Commands', '', '```', *commands, '```', '',
-           '## Setup', '',
-           f'- machine: {machine}; wall time {seconds:.0f} s',
-           f'- dataset: {config.dataset}, stratified {config.cv}-fold CV on the training pool (the same folds for '
-           f'every arm; {int(np.mean(folds["train"]))} train / {int(np.mean(folds["val"]))} validation images per '
-           f'fold); the held-out test split is not used',
-           f'- hyperparameters: optimizer {config.optimizer}, batch size {config.batch_size}, peak learning rate '
-           f'{config.learning_rate:g} (fresh weights x{config.fresh_lr_multiplier:g}), {config.num_epochs} epochs, '
-           f'{config.warmup_fraction:g} warmup + {config.decay} decay' +
-           (f'; the best cell of the grid in `{grid_workdir}`' if grid_workdir else ''),
-           f'- model: BEiT {config.beit.num_hidden_layers} layer(s), width {config.beit.hidden_size}, '
-           f'{config.beit.image_size} px, patch {config.beit.patch_size}; BERT layers kept: '
-           f'{config.bert_layers or "all"}; the {result["image_shape"][0]} x {result["image_shape"][1]} px images '
-           f'are resized to {config.beit.image_size} x {config.beit.image_size} on the device' +
-           (f'; training pool capped at {config.train_per_class} images per class' if config.train_per_class else ''),
-           '',
-           '| arm | BEiT | BERT |', '| --- | --- | --- |']
-  lines += [f'| {arm} | {r["pretrained"]["beit"]} | {r["pretrained"]["bert"]} |'
-            for arm, r in result['arms'].items()]
-  lines += ['', '## Results', '', f'Mean ± std over the {config.cv} folds; Δ = mean paired difference against '
-            f'`{baseline}`, p = Nadeau–Bengio corrected resampled t-test (two-sided, {config.cv - 1} df).', '']
-  lines += ablation_table(table, baseline)
-  change = table.get('hybrid', {}).get('accuracy_change')
+           f'{config.dataset}, {where} ({point["pool"]} images), nested cross-validation: {folds} outer folds; every '
+           f'arm chooses its own hyperparameters and training length inside each outer training set.', '',
+           f'## Results at {where}', '',
+           f'Mean ± std over the {folds} outer folds. Δ = mean paired difference against `{baseline}` with its '
+           f'Nadeau–Bengio corrected 95 % interval and two-sided corrected t-test ({folds - 1} df).', '']
+  lines += ablation_table(point['table'], baseline)
+  lines += ['', '![mean ± std per row](ablation_bars.png)', '', '## What this shows', '']
+  lines += [f'- {sentence}' for sentence in conclusions(point['table'], folds)]
+  change = point['table'].get('hybrid', {}).get('accuracy_change')
   if change:
-    lines += ['', f'`hybrid` vs `{baseline}`: accuracy {change["absolute"]:+.4f} absolute '
-              f'({change["relative"]:+.1%} relative). The paper reports +{change["paper"]:.1%}.']
-  versus = table.get('hybrid', {}).get('vs_random_bert')
-  if versus:
-    lines += ['', f'`hybrid` vs `hybrid_random_bert` (the same layers without the text pretraining): accuracy '
-              f'{versus["mean"]:+.4f} (p = {versus["p"]:.3g}).']
-  lines += ['', '### Per-fold accuracy', '', '| arm | ' + ' | '.join(f'fold {k}' for k in range(config.cv)) + ' |',
-            '| --- |' + ' --- |' * config.cv]
-  lines += [f'| {arm} | ' + ' | '.join(f'{v:.4f}' for v in r['accuracy']) + ' |' for arm, r in result['arms'].items()]
-  lines += ['', '![mean ± std per arm](ablation_bars.png)', '']
-  if curve:
-    sizes = sorted(curve, key=int)
-    lines += ['## Learning curve', '',
-              f'Each point: {config.cv}-fold CV on a pool of n images per class. Epochs per point: ' +
-              ', '.join(f'n={s}: {curve[s]["epochs"]}' for s in sizes) +
-              (f' (about {config.curve_steps} optimiser steps each).' if config.curve_steps else '.'), '',
-              '| images per class | ' + ' | '.join(curve[sizes[0]]['arms']) + ' |',
-              '| --- |' + ' --- |' * len(curve[sizes[0]]['arms'])]
+    lines += [f'- The paper reports +{change["paper"]:.1%} accuracy for the hybrid over BEiT alone; here the change '
+              f'is {change["absolute"]:+.4f} absolute ({change["relative"]:+.1%} relative), with the interval above.']
+  flagged = [a for a, r in point['table'].items() if r.get('below_logistic_regression')]
+  if flagged:
+    lines += [f'- Flagged below the pixel logistic regression: {", ".join(flagged)}. Their scores say the arm was '
+              f'not trained to what the data allow, not what it can learn.']
+  sizes = summary['curve_sizes']
+  if sizes:
+    lines += ['', '## Learning curve', '',
+              'Every size runs the same nested protocol (own choices per arm and outer fold; the maximum training '
+              'length per size is in the protocol below). Mean outer-fold accuracy ± std; differences with their '
+              '95 % interval and p.', '']
+    arms = [a for a in points[sizes[0]]['arms']]
+    head = ['images per class', *arms, 'logistic regression (pixels)', f'hybrid − {baseline}',
+            'hybrid − hybrid_random_bert']
+    lines += ['| ' + ' | '.join(head) + ' |', '| --- |' + ' --- |' * (len(head) - 1)]
     for s in sizes:
-      row = []
-      for arm in curve[s]['arms']:
-        versus = curve_tables[s][arm].get('vs_baseline', {}).get('accuracy')
-        row.append(_mean_std(curve_tables[s][arm], 'accuracy') +
-                   (f' (Δ {versus["mean"]:+.3f}, p = {versus["p"]:.2g})' if versus else ''))
-      lines.append(f'| {s} | ' + ' | '.join(row) + ' |')
+      table = points[s]['table']
+      row = [s] + [_mean_std(table[a], 'accuracy') if a in table else '—' for a in arms]
+      row.append(_mean_std(table['logistic_regression'], 'accuracy'))
+      versus = table.get('hybrid', {}).get('vs_baseline', {}).get('accuracy')
+      row.append(_difference(versus) if versus else '—')
+      versus = table.get('hybrid', {}).get('vs_random_bert', {}).get('accuracy')
+      row.append(_difference(versus) if versus else '—')
+      lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', '![learning curve](learning_curve.png)', '']
-  if heatmaps:
-    lines += ['## Grid search heatmaps', ''] + [f'![{h}]({h})' for h in heatmaps] + ['']
+    for s in sizes:
+      lines += [f'At {s} images per class:', '']
+      lines += [f'- {sentence}' for sentence in conclusions(points[s]['table'], len(points[s]['folds']['train']))]
+      flagged = [a for a, r in points[s]['table'].items() if r.get('below_logistic_regression')]
+      if flagged:
+        lines += [f'- Below the pixel logistic regression (not evidence): {", ".join(flagged)}.']
+      lines.append('')
+  lines += ['## Choices and cost per arm', '',
+            f'At {where}. Parameters trained exclude frozen ones; transferred ones come from a checkpoint. Training '
+            f'steps and model FLOPs (forward + backward, 3x the forward matmuls) count every fit: the inner '
+            f'selection and the final fits. Wall time as measured (compilation included).', '']
+  lines += _cost_table(point)
+  if sizes:
+    lines += ['', 'Chosen per outer fold at the learning-curve sizes:', '', '| images per class | arm | chosen |',
+              '| --- | --- | --- |']
+    for s in sizes:
+      for arm, r in points[s]['arms'].items():
+        lines.append(f'| {s} | {arm} | ' + '; '.join(_chosen(p) for p in r['chosen_params']) + ' |')
+  lines += ['', '## Training curves', '',
+            f'Inner validation accuracy of each arm\'s chosen cell, mean over the outer folds, up to the maximum of '
+            f'{point["max_epochs"]} epochs; dots mark the chosen epochs. A chosen epoch past {0.9:.0%} of the '
+            f'maximum is flagged in the table above.', '', '![training curves](training_curves.png)', '']
+  space = ', '.join(f'{k} ∈ {{{", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vs)}}}'
+                    for k, vs in point['search_space'].items())
+  inner = (f'{config.inner_cv} stratified inner folds' if config.inner_cv > 1 else
+           f'one stratified inner split holding out {config.val_fraction:g} of the outer training set')
+  lines += ['## Protocol', '',
+            f'- outer: {folds} stratified folds of the training pool, the same for every arm and reference row '
+            f'({int(np.mean(point["folds"]["train"]))} train / {int(np.mean(point["folds"]["val"]))} scored per '
+            f'fold); the held-out test split is not used',
+            f'- inner: {inner}, cut from the outer training indices only',
+            f'- search space, the same for every arm: {space}; training length: the best epoch up to the maximum '
+            f'(' + ', '.join(f'{s if s != "0" else "all"} per class: {points[s]["max_epochs"]} epochs'
+                             for s in points) + f'), chosen by mean inner validation {config.refit or "accuracy"}',
+            f'- final fit: the chosen cell on the whole outer training set, on the selection\'s schedule '
+            f'({config.warmup_fraction:g} warmup + {config.decay} decay over the maximum), stopped at the chosen '
+            f'epoch; then the outer fold is scored',
+            f'- fixed for every arm: optimizer {config.optimizer} unless searched, batch size {config.batch_size} '
+            f'unless searched, fresh weights at x{config.fresh_lr_multiplier:g} the learning rate, weight decay '
+            f'{config.weight_decay:g}, clip {config.grad_clip:g}, seed {config.seed}',
+            '- reference rows on the same outer folds: scikit-learn `LogisticRegression` (defaults, max_iter 2000) on '
+            'the pixels resized as the models see them; `DummyClassifier(most_frequent)`', '',
+            '### Per-fold accuracy', '', '| row | ' + ' | '.join(f'fold {k}' for k in range(folds)) + ' |',
+            '| --- |' + ' --- |' * folds]
+  rows = {**point['arms'], **point['references']}
+  lines += [f'| {REFERENCE_NAMES.get(n, n)} | ' + ' | '.join(f'{v:.4f}' for v in r['accuracy']) + ' |'
+            for n, r in rows.items()]
+  lines += ['', '## Setup', '', f'- machine: {summary["machine"]}; wall time {summary["seconds"]:.0f} s',
+            f'- model: BEiT {config.beit.num_hidden_layers} layer(s), width {config.beit.hidden_size}, '
+            f'{config.beit.image_size} px, patch {config.beit.patch_size}; BERT layers kept: '
+            f'{config.bert_layers or "all"}; the {point["image_shape"][0]} x {point["image_shape"][1]} px images '
+            f'are resized to {config.beit.image_size} x {config.beit.image_size} on the device', '',
+            '| arm | BEiT | BERT |', '| --- | --- | --- |']
+  lines += [f'| {arm} | {r["pretrained"]["beit"]} | {r["pretrained"]["bert"]} |' for arm, r in point['arms'].items()]
+  lines += ['', '## Commands', '', '```', *commands, '```']
   with atomic(path) as tmp, open(tmp, 'w') as f:
     f.write('\n'.join(lines) + '\n')

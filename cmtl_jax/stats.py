@@ -31,3 +31,18 @@ def corrected_resampled_ttest(differences, n_train: float, n_test: float):
     return (0.0, 1.0) if mean == 0 else (math.copysign(math.inf, mean), 0.0)
   t = mean / math.sqrt((1 / d.size + n_test / n_train) * var)
   return float(t), float(2 * stats.t.sf(abs(t), df=d.size - 1))
+
+
+def corrected_interval(differences, n_train: float, n_test: float, level: float = 0.95):
+  """The two-sided `level` confidence interval of the mean difference that goes with
+  `corrected_resampled_ttest`: mean +- t_{k-1} * sqrt((1/k + n_test/n_train) * var), var with ddof=1 (Nadeau &
+  Bengio 2003). NaN bounds when a difference is NaN.
+
+  Returns:
+    (low, high) floats.
+  """
+  d = np.asarray(differences, np.float64)
+  if d.ndim != 1 or d.size < 2:
+    raise ValueError(f'need per-fold differences of at least 2 folds, got shape {d.shape}.')
+  half = stats.t.ppf(0.5 + level / 2, df=d.size - 1) * math.sqrt((1 / d.size + n_test / n_train) * d.var(ddof=1))
+  return float(d.mean() - half), float(d.mean() + half)

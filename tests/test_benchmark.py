@@ -23,16 +23,16 @@ def test_model_flops_match_xla_count(tiny_config, variant):
   # Wide enough that the elementwise work XLA counts beside the matmuls is a few per cent, as in real models.
   tiny_config.beit.update(dict(num_hidden_layers=2, hidden_size=128, intermediate_size=512, image_size=32))
   model, params, _, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
-  ours, xla = benchmark.forward_flops(model, 16), _xla_forward_flops(model, params, 16)
+  ours, xla = model_lib.forward_flops(model, 16), _xla_forward_flops(model, params, 16)
   # XLA also counts the elementwise work (norms, softmax, GELU, biases), which the model count leaves out; a count
   # missing a layer or the MLP would fall far below it (BEiT alone: leaving out the attention matmuls gives 1.18).
   assert ours <= xla <= 1.12 * ours, (ours, xla)
-  assert benchmark.train_step_flops(model, 16) == 3 * ours
+  assert model_lib.train_step_flops(model, 16) == 3 * ours
   # The count scales with the batch and with depth as XLA's does.
-  assert benchmark.forward_flops(model, 32) == 2 * ours
+  assert model_lib.forward_flops(model, 32) == 2 * ours
   tiny_config.beit.num_hidden_layers = 3
   deeper, deeper_params, _, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
-  added = benchmark.forward_flops(deeper, 16) - ours
+  added = model_lib.forward_flops(deeper, 16) - ours
   assert added == pytest.approx(_xla_forward_flops(deeper, deeper_params, 16) - xla, rel=0.12)
 
 

@@ -58,6 +58,13 @@ def tiny_config(data_dir):
   return c
 
 
+@pytest.fixture
+def digits(tiny_config):
+  """Digits split as `tiny_config` splits it (train / val / held-out test)."""
+  from cmtl_jax import data  # pylint: disable=g-import-not-at-top
+  return data.from_config(tiny_config)
+
+
 def count_compilations(monkeypatch):
   """(names, stop): a list that collects the name of every function jax compiles (or takes from the persistent
   compilation cache) from now on, and the function that stops collecting. Empties the grid's program cache, so

@@ -12,7 +12,9 @@ from scipy import stats as scipy_stats
 
 import cmtl_jax
 from cmtl_jax import ablation
+from cmtl_jax import data
 from cmtl_jax import experiment
+from cmtl_jax import grid as grid_lib
 from cmtl_jax import folds as folds_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
@@ -20,7 +22,7 @@ from cmtl_jax import optim
 from cmtl_jax import stacked
 from cmtl_jax import stats
 from cmtl_jax import train
-from cmtl_jax.errors import ConfigError
+from cmtl_jax.errors import AllCellsDivergedError, ConfigError
 
 
 def test_corrected_ttest_matches_a_hand_computed_example():
@@ -98,89 +100,173 @@ def test_freeze_keeps_negative_zero_weights():
   assert not np.array_equal(np.asarray(new['b']), np.asarray(params['b']))
 
 
-def test_arms_share_the_same_folds(tiny_config, monkeypatch):
-  # Record the fold indices every arm's models are trained and scored on (the training itself is replaced).
-  seen = {}
+class RecordedStack:
+  """Stands in for stacked.Stack: records the indices every stack of models was given, returns made-up scores that
+  rise with the epoch (so every arm chooses its last epoch) and differ by learning rate (1e-3 scores higher)."""
+  seen = []
 
-  class Recorded:  # Stands in for stacked.Stack: records the folds, returns made-up scores.
+  def __init__(self, programs, params, learning_rates, train_idx, val_idx, rngs):
+    del programs, params, rngs
+    RecordedStack.seen.append((np.asarray(train_idx), np.asarray(val_idx)))
+    self.learning_rates = np.asarray(learning_rates)
+    self.models = np.arange(len(learning_rates))
 
-    def __init__(self, programs, params, learning_rates, train_idx, val_idx, rngs):
-      del programs, params, rngs
-      seen[len(seen)] = (np.asarray(train_idx), np.asarray(val_idx))
-      self.models = np.arange(len(learning_rates))
-
-    def train(self, until_epoch, images, labels, on_epoch=None):
-      fake = np.tile(np.linspace(0.5, 0.9, len(self.models))[:, None], (1, until_epoch))
-      return {k: fake for k in ('loss', 'seconds', *metrics_lib.METRICS)}
-
-  monkeypatch.setattr(stacked, 'Stack', Recorded)
-  config = tiny_config
-  config.cv = 3
-  digits = cmtl_jax.load_dataset(config)
-  result = ablation.run_arms(config, list(ablation.ARMS), digits, log=None)
-  assert len(seen) == len(ablation.ARMS)
-  pool = np.sort(np.concatenate([digits.train, digits.val]))
-  expected = folds_lib.fold_indices(digits.labels, pool, 3, config.seed)
-  for train_idx, val_idx in seen.values():
-    for k, (t, v) in enumerate(expected):
-      np.testing.assert_array_equal(train_idx[k][train_idx[k] >= 0], t)
-      np.testing.assert_array_equal(val_idx[k][val_idx[k] >= 0], v)
-  assert result['fold_indices'] == [[t.tolist(), v.tolist()] for t, v in expected]
-  # Scores come back per arm and fold, and compare() pairs them fold by fold.
-  assert result['arms']['hybrid']['accuracy'] == pytest.approx([0.5, 0.7, 0.9])
-  table = ablation.compare(result)
-  assert table['hybrid']['vs_baseline']['accuracy']['differences'] == pytest.approx([0.0, 0.0, 0.0])
-  assert table['hybrid']['accuracy_change']['absolute'] == pytest.approx(0.0)
-  assert 'vs_baseline' not in table['beit']
+  def train(self, until_epoch, images, labels, on_epoch=None):
+    rising = np.linspace(0.3, 0.6, until_epoch)[None, :] + 0.2 * (self.learning_rates[:, None] > 5e-4)
+    history = {k: rising for k in metrics_lib.METRICS}
+    return {**history, 'loss': 1 - rising, 'seconds': np.ones_like(rising)}
 
 
-@pytest.mark.parametrize('arms, message', [((), 'at least one'), (('beit', 'vit'), 'at least one'),
-                                           (('beit', 'beit'), 'repeats')])
-def test_bad_arms_are_refused(arms, message):
-  with pytest.raises(ConfigError, match=message):
-    ablation.arm_grid(arms)
+@pytest.fixture
+def recorded(monkeypatch):
+  RecordedStack.seen = []
+  monkeypatch.setattr(stacked, 'Stack', RecordedStack)
+  return RecordedStack.seen
 
 
-def test_ablation_writes_a_filled_report(tiny_config, tmp_path):
-  config = tiny_config
-  config.cv = 2
+def _nested_config(config):
+  config.cv, config.inner_cv, config.val_fraction = 3, 2, 0.2
   config.arms = ('beit', 'hybrid')
-  config.curve_sizes = (10, 20)
+  config.grid = {'learning_rate': (1e-4, 1e-3)}
+  config.num_epochs, config.batch_size = 3, 16
+  return config
+
+
+def _inside(indices, pool):
+  return np.isin(np.asarray(indices), np.asarray(pool)).all()
+
+
+def test_inner_selection_sees_only_outer_training_indices(tiny_config, tmp_path, recorded):
+  config = _nested_config(tiny_config)
+  summary = experiment.ablation(config, str(tmp_path), log=None)
+  recorded_json = json.loads((tmp_path / 'ablation.json').read_text())
+  point = recorded_json['points']['0']
+  outer = point['fold_indices']
+  for arm in config.arms:
+    inner = point['arms'][arm]['inner_indices']
+    assert len(inner) == config.cv
+    for (outer_train, outer_val), splits in zip(outer, inner):
+      assert len(splits) == config.inner_cv
+      for inner_train, inner_val in splits:  # Only outer-training examples, never the outer fold that scores.
+        assert _inside(inner_train, outer_train) and _inside(inner_val, outer_train)
+        assert not np.isin(inner_val, outer_val).any() and not np.isin(inner_train, outer_val).any()
+  # What the stacks actually trained on agrees: selection stacks saw inner splits, final stacks the outer folds.
+  outer_sets = [set(t) for t, _ in outer]
+  for train_idx, val_idx in recorded:
+    for t, v in zip(train_idx, val_idx):
+      t, v = set(t[t >= 0].tolist()), set(v[v >= 0].tolist())
+      assert any(t <= o for o in outer_sets), 'a stack trained on examples of no single outer training set'
+      if not any(t == o for o in outer_sets):  # A selection fit: its validation side is inside that outer set.
+        assert any(t | v <= o for o in outer_sets)
+  assert summary['points']['0']['table']['hybrid']['vs_baseline']['accuracy']['mean'] == pytest.approx(0.0)
+
+
+def test_each_arm_records_its_own_choice_per_outer_fold(tiny_config, tmp_path):
+  # A real tiny run: BEiT alone (every weight fresh) learns only at the larger learning rate, the hybrid's
+  # pretrained post-LN BERT layer only at the smaller one.
+  config = _nested_config(tiny_config)
+  config.cv, config.inner_cv, config.num_epochs, config.batch_size = 2, 1, 2, 32
+  config.grid = {'learning_rate': (1e-5, 3e-3)}
+  experiment.ablation(config, str(tmp_path), log=None)
+  chosen = {arm: r['chosen_params'] for arm, r in
+            json.loads((tmp_path / 'ablation.json').read_text())['points']['0']['arms'].items()}
+  assert [c['learning_rate'] for c in chosen['beit']] == [3e-3, 3e-3]
+  assert [c['learning_rate'] for c in chosen['hybrid']] == [1e-5, 1e-5]
+  assert all(1 <= c['num_epochs'] <= 2 for arm in chosen for c in chosen[arm])
+  report = (tmp_path / 'report.md').read_text()
+  for arm in ('beit', 'hybrid'):
+    line = next(l for l in report.splitlines() if l.startswith(f'| {arm} | fold 0:'))
+    for k, c in enumerate(chosen[arm]):
+      assert f'fold {k}: learning_rate {c["learning_rate"]:g}, num_epochs {c["num_epochs"]}' in line
+
+
+def test_logistic_regression_row_is_scikit_learns_on_the_same_folds(tiny_config, digits):
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.model_selection import StratifiedKFold  # pylint: disable=g-import-not-at-top
+  pool = np.sort(np.concatenate([digits.train, digits.val]))
+  outer = folds_lib.fold_indices(digits.labels, pool, 3, 0)
+  got = ablation.reference_scores(digits, outer, image_size=6, num_channels=1)
+  # The same folds cut independently, the pixels resized to 6 px as the models see them, sklearn at its defaults.
+  splitter = StratifiedKFold(n_splits=3, shuffle=True, random_state=0)
+  for k, (train_pos, val_pos) in enumerate(splitter.split(pool, digits.labels[pool])):
+    features = np.asarray(data.preprocess(jnp.asarray(digits.images[pool]), 6, 1)).reshape(len(pool), -1)
+    fitted = LogisticRegression(max_iter=2000).fit(features[train_pos], digits.labels[pool][train_pos])
+    assert got['logistic_regression']['accuracy'][k] == fitted.score(features[val_pos], digits.labels[pool][val_pos])
+    majority = np.bincount(digits.labels[pool][train_pos]).argmax()
+    assert got['chance']['accuracy'][k] == np.mean(digits.labels[pool][val_pos] == majority)
+  assert 0.8 < np.mean(got['logistic_regression']['accuracy']) < 1.0
+
+
+def test_corrected_interval_matches_the_t_test():
+  d, n_train, n_test = [0.01, 0.02, 0.03, 0.04, 0.05], 800, 200
+  low, high = stats.corrected_interval(d, n_train, n_test)
+  t, p = stats.corrected_resampled_ttest(d, n_train, n_test)
+  half = (high - low) / 2
+  assert (low + high) / 2 == pytest.approx(0.03)
+  # At p = 0.0474 < 0.05 the 95 % interval excludes zero just barely; its half-width is t_crit * se = 0.03 * t_crit / t.
+  assert half == pytest.approx(0.03 * scipy_stats.t.ppf(0.975, 4) / t)
+  assert low > 0
+  words = ablation.verdict('a', 'b', {'mean': 0.01, 'ci95': [-0.02, 0.04], 'p': 0.4}, 5)
+  assert 'includes zero' in words and 'no difference' in words and 'confirms' not in words
+
+
+def test_a_curve_size_too_small_for_the_folds_is_refused_before_any_training(tiny_config, recorded, tmp_path):
+  config = _nested_config(tiny_config)
+  config.curve_sizes = (50, 3)
   config.curve_arms = ('beit',)
-  config.curve_steps = 2
-  config.batch_size = 8
-  # A finished grid's workdir: its best cell sets the hyperparameters, its heatmap goes into the report.
-  grid_dir = tmp_path / 'grid'
-  grid_dir.mkdir()
-  (grid_dir / 'grid_config.json').write_text(json.dumps({'config': config.to_dict()}))
-  (grid_dir / 'cv_results.json').write_text(json.dumps({
-      'params': [{'learning_rate': 1e-3}, {'learning_rate': 2e-3}], 'rank_test_accuracy': [2, 1]}))
-  (grid_dir / 'heatmap_adam.png').write_bytes(b'png')
+  with pytest.raises(ConfigError, match='curve_sizes entry 3: the smallest class has 3 images in the pool, too few '
+                                        'for cv=3 outer folds: raise curve_sizes entry 3'):
+    experiment.ablation(config, str(tmp_path), log=None)
+  config.curve_sizes = (4,)  # 4 per class: outer training sets hold 2 of a class, too few for 2 inner folds + batch.
+  with pytest.raises(ConfigError, match='curve_sizes entry 4'):
+    experiment.ablation(config, str(tmp_path), log=None)
+  assert not recorded  # Refused before any model trained.
+
+
+@pytest.mark.parametrize('per_class', [3, 4])
+def test_train_per_class_too_small_for_cv_names_the_keys(tiny_config, per_class, recorded):
+  tiny_config.train_per_class = per_class
+  with pytest.raises(ConfigError, match=f'cv=5 folds is not possible.*smallest class count in the training pool '
+                                        f'\\({per_class}\\): lower --config.cv or raise --config.train_per_class'):
+    grid_lib.GridSearchCV(tiny_config, {'learning_rate': [1e-3]}, cv=5, log=None).fit()
+  assert not recorded
+
+
+def test_every_cell_diverged_refuses_to_refit(tiny_config, tmp_path):
+  tiny_config.optimizer, tiny_config.grad_clip = 'sgdm', 0.0
+  search = grid_lib.GridSearchCV(tiny_config, {'learning_rate': [1e8, 1e9]}, cv=2, log=None)
+  with pytest.raises(AllCellsDivergedError, match='every cell of the grid diverged.*nothing was refit.*1e\\+08, '
+                                                  '1e\\+09'):
+    search.fit()
+  assert search.diverged_.all() and np.isnan(search.cv_results_['mean_test_accuracy']).all()
+  assert not hasattr(search, 'test_scores_')
+
+
+def test_ablation_writes_a_filled_report(tiny_config, tmp_path, recorded):
+  config = _nested_config(tiny_config)
+  config.arms = ('beit', 'hybrid', 'hybrid_random_bert')
+  config.curve_sizes = (10, 20)
+  config.curve_arms = ('beit', 'hybrid', 'hybrid_random_bert')
+  config.batch_size = 4
   out = tmp_path / 'out'
-  summary = experiment.ablation(config, str(out), str(grid_dir), log=None,
-                                commands=['python -m experiments.ablation ...'])
-  assert summary['config']['learning_rate'] == 2e-3
-  for name in ('report.md', 'ablation.json', 'ablation_bars.png', 'learning_curve.png', 'heatmap_adam.png'):
+  summary = experiment.ablation(config, str(out), log=None, commands=['python -m experiments.ablation ...'])
+  for name in ('report.md', 'ablation.json', 'ablation_bars.png', 'learning_curve.png', 'training_curves.png'):
     assert os.path.getsize(out / name) > 0, name
   report = (out / 'report.md').read_text()
-  assert '![heatmap_adam.png](heatmap_adam.png)' in report and 'peak learning rate 0.002' in report
-  hybrid = summary['table']['hybrid']
-  assert f'{hybrid["accuracy"]["mean"]:.4f} ± {hybrid["accuracy"]["std"]:.4f}' in report
+  table = summary['points']['0']['table']
+  for name in ('beit', 'hybrid', 'logistic_regression', 'chance'):
+    assert f'{table[name]["accuracy"]["mean"]:.4f} ± {table[name]["accuracy"]["std"]:.4f}' in report
+  assert 'logistic regression (pixels)' in report and 'chance (most frequent class)' in report
   assert 'fresh (not pretrained)' in report and 'packaged all-MiniLM-L6-v2' in report
-  assert 'the 8 x 8 px images are resized to 8 x 8' in report
+  assert 'the 8 x 8 px images are resized to 8 x 8' in report and 'learning_rate ∈ {0.0001, 0.001}' in report
   assert '| 10 |' in report and '| 20 |' in report and 'python -m experiments.ablation' in report
-  assert json.loads((out / 'ablation.json').read_text())['curve']['20']['pool'] == 200
-
-
-def test_config_from_a_grid_workdir_takes_its_best_cell(tiny_config, tmp_path):
-  grid_config = tiny_config.to_dict()
-  grid_config['grid'] = {'learning_rate': [1e-3, 3e-3], 'optimizer': ['sgdm']}
-  (tmp_path / 'grid_config.json').write_text(json.dumps({'config': grid_config, 'cv': 5}))
-  (tmp_path / 'cv_results.json').write_text(json.dumps({
-      'params': [{'learning_rate': 1e-3, 'optimizer': 'sgdm'}, {'learning_rate': 3e-3, 'optimizer': 'sgdm'}],
-      'rank_test_accuracy': [2, 1]}))
-  ablation_config = ablation.grid_lib.apply_params(tiny_config, {'arms': ('beit', 'hybrid'), 'cv': 3})
-  config = ablation.config_from_grid(str(tmp_path), ablation_config)
-  assert (config.learning_rate, config.optimizer) == (3e-3, 'sgdm')
-  assert tuple(config.arms) == ('beit', 'hybrid') and config.cv == 3 and not config.grid
-  assert config.beit.hidden_size == tiny_config.beit.hidden_size
+  assert report.count('`hybrid` vs `hybrid_random_bert`') + report.count(
+      '`hybrid` scores higher than `hybrid_random_bert`') + report.count(
+      '`hybrid` scores lower than `hybrid_random_bert`') == 3  # The table's size and both curve sizes.
+  # The made-up scores rise with the epoch: every choice is the last epoch, which is flagged.
+  assert all(table[a]['late_epoch'] for a in config.arms) and 'a chosen epoch near the maximum' in report
+  written = json.loads((out / 'ablation.json').read_text())
+  assert written['points']['20']['pool'] == 200 and written['curve_sizes'] == ['10', '20']
+  assert written['points']['0']['arms']['hybrid']['params_transferred'] > 0
+  assert written['points']['0']['arms']['beit']['params_transferred'] == 0
+  assert written['points']['0']['arms']['beit']['train_flops'] > 0

@@ -1,5 +1,6 @@
 """Every bad input: the library raises a ValueError saying what is wrong; the CLI prints that line and exits 2."""
 
+import json
 import os
 import subprocess
 import sys
@@ -108,7 +109,17 @@ def test_corrupt_grid_workdir_is_refused(tiny_config, tmp_path):
     grid.GridSearchCV(tiny_config, {'learning_rate': [1e-3]}, cv=2, log=None).fit(workdir=str(tmp_path))
 
 
-def test_ablation_of_a_missing_grid_workdir_is_refused(tiny_config, tmp_path):
-  from cmtl_jax import ablation  # pylint: disable=g-import-not-at-top
-  with pytest.raises(FileNotFoundError, match='must be the workdir of a finished'):
-    ablation.config_from_grid(str(tmp_path), tiny_config)
+def test_grid_cli_with_every_cell_diverged_writes_scores_and_exits_2(tmp_path, data_dir):
+  from conftest import write_tiny_grid_config  # pylint: disable=g-import-not-at-top
+  config = write_tiny_grid_config(tmp_path / 'diverging.py', data_dir, {'learning_rate': (1e8, 1e9)},
+                                  optimizer='sgdm', grad_clip=0.0)
+  workdir = tmp_path / 'grid'
+  run = subprocess.run([sys.executable, '-m', 'experiments.grid_search', f'--config={config}',
+                        f'--workdir={workdir}'], cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert run.returncode == 2, run.stderr[-2000:]
+  assert 'Traceback' not in run.stderr
+  errors = [line for line in run.stderr.splitlines() if line.startswith('error: ')]
+  assert len(errors) == 1 and 'every cell of the grid diverged' in errors[0], run.stderr[-2000:]
+  results = json.loads((workdir / 'cv_results.json').read_text())
+  assert results['mean_test_accuracy'] == [None, None]  # NaN: every fit diverged.
+  assert not (workdir / 'summary.md').exists()  # No best cell, no refit model, no summary of one.

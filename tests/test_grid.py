@@ -20,11 +20,6 @@ from cmtl_jax.errors import ConfigError
 from conftest import count_compilations  # pylint: disable=g-bad-import-order
 
 
-@pytest.fixture
-def digits(tiny_config):
-  return cmtl_jax.load_dataset(tiny_config)
-
-
 def test_stacked_models_match_single_model_training(tiny_config, digits, monkeypatch):
   config = tiny_config
   config.num_epochs = 2

@@ -17,11 +17,6 @@ from cmtl_jax import train
 DIVERGING_LR = 1e38  # x10 for fresh weights: the SGD update overflows float32 at the first step.
 
 
-@pytest.fixture
-def digits(tiny_config):
-  return cmtl_jax.load_dataset(tiny_config)
-
-
 def _fit_stacked(config, digits, members, vmap_width):
   pool = np.sort(np.concatenate([digits.train, digits.val]))
   pairs = folds_lib.fold_indices(digits.labels, pool, 3, config.seed)

@@ -212,14 +212,16 @@ def test_corrected_interval_matches_the_t_test():
 
 def test_a_curve_size_too_small_for_the_folds_is_refused_before_any_training(tiny_config, recorded, tmp_path):
   config = _nested_config(tiny_config)
-  config.curve_sizes = (50, 3)
   config.curve_arms = ('beit',)
-  with pytest.raises(ConfigError, match='curve_sizes entry 3: the smallest class has 3 images in the pool, too few '
-                                        'for cv=3 outer folds: raise curve_sizes entry 3'):
-    experiment.ablation(config, str(tmp_path), log=None)
-  config.curve_sizes = (4,)  # 4 per class: outer training sets hold 2 of a class, too few for 2 inner folds + batch.
-  with pytest.raises(ConfigError, match='curve_sizes entry 4'):
-    experiment.ablation(config, str(tmp_path), log=None)
+  for sizes, inner_cv, batch_size, message in [
+      ((50, 2), 2, 16, 'curve_sizes entry 2: the smallest class has 2 images in the pool, too few for cv=3 outer folds: '
+                   'raise curve_sizes entry 2 or lower --config.cv / --config.inner_cv'),
+      ((50, 4), 3, 16, 'curve_sizes entry 4: an outer training set can hold only 2 images of the smallest class, too few '
+                   'for inner_cv=3 inner split'),
+      ((50, 10), 2, 64, 'curve_sizes entry 10: an inner training set holds 33 images, fewer than batch_size 64')]:
+    config.curve_sizes, config.inner_cv, config.batch_size = sizes, inner_cv, batch_size
+    with pytest.raises(ConfigError, match=message):
+      experiment.ablation(config, str(tmp_path), log=None)
   assert not recorded  # Refused before any model trained.
 
 

@@ -40,8 +40,8 @@ from sklearn import linear_model
 from sklearn import metrics as sk_metrics
 
 from cmtl_jax import data
-from cmtl_jax import folds as folds_lib
-from cmtl_jax import grid as grid_lib
+from cmtl_jax.data import folds as folds_lib
+from cmtl_jax.search import grid as grid_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import stats

@@ -25,12 +25,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmtl_jax import data
-from cmtl_jax import folds as folds_lib
-from cmtl_jax import grid
-from cmtl_jax import halving
+from cmtl_jax.data import folds as folds_lib
+from cmtl_jax.search import grid
+from cmtl_jax.search import halving
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
-from cmtl_jax import stacked
+from cmtl_jax.search import stacked
 from cmtl_jax import torch_twin
 from cmtl_jax import train
 

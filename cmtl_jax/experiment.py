@@ -13,8 +13,8 @@ from cmtl_jax import ablation as ablation_lib
 from cmtl_jax import classifier
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
-from cmtl_jax import grid as grid_lib
-from cmtl_jax import halving
+from cmtl_jax.search import grid as grid_lib
+from cmtl_jax.search import halving
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import report

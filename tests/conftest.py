@@ -22,7 +22,7 @@ import pytest  # pylint: disable=g-import-not-at-top
 
 from cmtl_jax import backbones  # pylint: disable=g-import-not-at-top
 from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-from cmtl_jax import grid  # pylint: disable=g-import-not-at-top
+from cmtl_jax.search import grid  # pylint: disable=g-import-not-at-top
 
 TINY_BEIT = dict(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
                  num_attention_heads=2, intermediate_size=64, hidden_dropout_prob=0.0,

@@ -14,12 +14,12 @@ import cmtl_jax
 from cmtl_jax import ablation
 from cmtl_jax import data
 from cmtl_jax import experiment
-from cmtl_jax import grid as grid_lib
-from cmtl_jax import folds as folds_lib
+from cmtl_jax.search import grid as grid_lib
+from cmtl_jax.data import folds as folds_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
-from cmtl_jax import stacked
+from cmtl_jax.search import stacked
 from cmtl_jax import stats
 from cmtl_jax import train
 from cmtl_jax.errors import AllCellsDivergedError, ConfigError

@@ -95,15 +95,15 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, data_dir, key, value, message
 
 
 def test_batch_larger_than_a_fold_is_refused_before_any_training(tiny_config, monkeypatch):
-  from cmtl_jax import grid  # pylint: disable=g-import-not-at-top
-  from cmtl_jax import stacked  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.search import grid  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.search import stacked  # pylint: disable=g-import-not-at-top
   monkeypatch.setattr(stacked.Stack, 'train', lambda *a, **k: pytest.fail('trained before refusing'))
   with pytest.raises(ValueError, match='batch_size 4096 is larger than a CV training fold'):
     grid.GridSearchCV(tiny_config, {'batch_size': [32, 4096]}, cv=2, log=None).fit()
 
 
 def test_corrupt_grid_workdir_is_refused(tiny_config, tmp_path):
-  from cmtl_jax import grid  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.search import grid  # pylint: disable=g-import-not-at-top
   (tmp_path / 'grid_config.json').write_text('{not json')
   with pytest.raises(ValueError, match='grid_config.json is unreadable: this workdir is not a grid run'):
     grid.GridSearchCV(tiny_config, {'learning_rate': [1e-3]}, cv=2, log=None).fit(workdir=str(tmp_path))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from cmtl_jax import data
-from cmtl_jax import datasets
+from cmtl_jax.data import builders as datasets
 from cmtl_jax.errors import ConfigError, MissingPathError
 
 

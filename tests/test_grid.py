@@ -8,12 +8,13 @@ from sklearn import base as sk_base
 from sklearn import model_selection
 
 import cmtl_jax
-from cmtl_jax import folds as folds_lib
-from cmtl_jax import grid
+from cmtl_jax.data import folds as folds_lib
+from cmtl_jax.search import grid
+from cmtl_jax.search import results as results_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
-from cmtl_jax import stacked
+from cmtl_jax.search import stacked
 from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 
@@ -127,7 +128,7 @@ def test_cv_results_keys_and_ranks_match_sklearn():
   assert cells == list(sk.cv_results_['params'])
   fold_scores = {m: np.stack([sk.cv_results_[f'split{k}_test_{m}'] for k in range(5)], 1)
                  for m in metrics_lib.METRICS}
-  ours = grid.cv_results(cells, fold_scores, np.zeros((9, 5)), np.zeros((9, 5)), 5)
+  ours = results_lib.cv_results(cells, fold_scores, np.zeros((9, 5)), np.zeros((9, 5)), 5)
   assert set(ours) == set(sk.cv_results_)
   for metric in metrics_lib.METRICS:
     np.testing.assert_array_equal(ours[f'rank_test_{metric}'], sk.cv_results_[f'rank_test_{metric}'])

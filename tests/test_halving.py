@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import cmtl_jax
-from cmtl_jax import grid
-from cmtl_jax import halving
+from cmtl_jax.search import grid
+from cmtl_jax.search import halving
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
-from cmtl_jax import stacked
+from cmtl_jax.search import stacked
 from cmtl_jax import train
 from cmtl_jax.errors import ConfigError
 

@@ -9,8 +9,8 @@ import textwrap
 
 import numpy as np
 
-from cmtl_jax import grid
-from cmtl_jax import stacked
+from cmtl_jax.search import grid
+from cmtl_jax.search import stacked
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import cmtl_jax
-from cmtl_jax import folds as folds_lib
-from cmtl_jax import grid
+from cmtl_jax.data import folds as folds_lib
+from cmtl_jax.search import grid
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
-from cmtl_jax import stacked
+from cmtl_jax.search import stacked
 from cmtl_jax import train
 
 DIVERGING_LR = 1e38  # x10 for fresh weights: the SGD update overflows float32 at the first step.

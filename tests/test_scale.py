@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import cmtl_jax
-from cmtl_jax import grid
+from cmtl_jax.search import grid
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
-from cmtl_jax import stacked
+from cmtl_jax.search import stacked
 from cmtl_jax import train
 
 from conftest import count_compilations, cv_scores, write_tiny_grid_config  # pylint: disable=g-bad-import-order

@@ -15,7 +15,7 @@ from sklearn import model_selection
 
 from cmtl_jax.errors import ConfigError, MissingPathError
 
-BUILTIN = ('digits', 'fashion_mnist')  # Our TFDS builders (cmtl_jax/datasets.py).
+BUILTIN = ('digits', 'fashion_mnist')  # Our TFDS builders (cmtl_jax/data/builders.py).
 SYNTHETIC = 'synthetic'  # Random images of digits' shape, for benchmarks where no dataset can be read.
 
 
@@ -68,14 +68,14 @@ def _builder(name: str, data_dir: str, manual_dir: str):
   # TFDS is imported when a dataset is read, so that the rest of the library (models, the grid on arrays one
   # builds, the benchmark) works where tensorflow-datasets is not installed.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from cmtl_jax import datasets  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.data import builders  # pylint: disable=g-import-not-at-top
   data_dir = os.path.expanduser(data_dir) if data_dir else None
   if name in BUILTIN:
-    cls = {'digits': datasets.Digits, 'fashion_mnist': datasets.FashionMnistIdx}[name]
+    cls = {'digits': builders.Digits, 'fashion_mnist': builders.FashionMnistIdx}[name]
     download_config = None
-    if cls is datasets.FashionMnistIdx:
-      manual_dir = manual_dir or datasets.FASHION_MNIST_DIR
-      missing = datasets.missing_fashion_mnist_files(manual_dir)
+    if cls is builders.FashionMnistIdx:
+      manual_dir = manual_dir or builders.FASHION_MNIST_DIR
+      missing = builders.missing_fashion_mnist_files(manual_dir)
       if missing:
         raise MissingPathError(f'Fashion-MNIST idx files not found in {manual_dir!r} ({", ".join(missing)}): run '
                                f'`apt-get install dataset-fashion-mnist` or set --config.manual_dir.')

@@ -18,8 +18,10 @@ from typing import Callable, Optional
 import numpy as np
 
 from cmtl_jax import data
-from cmtl_jax import grid
 from cmtl_jax import metrics as metrics_lib
+from cmtl_jax.search import grid
+from cmtl_jax.search import results as results_lib
+from cmtl_jax.search import store as store_lib
 from cmtl_jax.errors import ConfigError
 
 
@@ -82,11 +84,11 @@ class HalvingGridSearchCV(grid.GridSearchCV):
       on_round_done: called with a round's index after it is saved (a hook for progress or tests).
     """
     del on_group_done
-    dataset = self._prepare(dataset)
-    self._check_batch_sizes(self.groups)
-    store = grid.Store(workdir, self._fingerprint(dataset), 'rounds', arrays=True, max_to_keep=1) \
+    dataset = self.prepare(dataset)
+    self.check_batch_sizes(self.groups)
+    store = store_lib.Store(workdir, self.fingerprint(dataset), 'rounds', arrays=True, max_to_keep=1) \
         if workdir else None
-    staged = self._stage(dataset)
+    staged = self.stage(dataset)
     max_epochs = self.config.num_epochs
     plan = schedule(len(self.cells), max_epochs, self.factor, self.min_epochs)
     self.n_candidates_ = [n for n, _ in plan]
@@ -96,9 +98,9 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     self.models_per_program_ = {}
     stacks = {}  # Every model of every group: {stack number: [(cell, fold) of the stack's models, Stack]}.
     for group in self.groups:
-      group_plan = self._plan(group, dataset, self.folds_)
+      group_plan = self.plan_group(group, dataset, self.folds_)
       self.models_per_program_[group.index] = group_plan.chunk
-      for part, stack in self._stacks(group_plan):
+      for part, stack in self.group_stacks(group_plan):
         stacks[len(stacks)] = [part, stack]
     history = {}  # (cell, fold) -> {key: [per-epoch values]}
     candidates = list(range(len(self.cells)))
@@ -143,13 +145,13 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     self.exhaustive_epochs_ = len(self.cells) * self.cv * max_epochs
     self.epoch_fraction_ = self.epochs_trained_ / self.exhaustive_epochs_
     self._collect_rounds(rows, history)
-    self._check_some_cell_finite()
+    self.check_some_cell_finite()
     if self.refit:
-      self._refit(dataset)
+      self.refit_best(dataset)
     return self
 
-  def _fingerprint(self, dataset) -> dict:
-    return {**super()._fingerprint(dataset), 'halving': {'factor': self.factor, 'min_epochs': self.min_epochs}}
+  def fingerprint(self, dataset) -> dict:
+    return {**super().fingerprint(dataset), 'halving': {'factor': self.factor, 'min_epochs': self.min_epochs}}
 
   def _progress(self, iteration: int, candidates: list, rows: list, history: dict, stacks: dict) -> dict:
     """A finished round as JSON: what `_resume` needs besides the models' train states."""
@@ -180,13 +182,13 @@ class HalvingGridSearchCV(grid.GridSearchCV):
     """Per-fold scores of a cell at the end of its latest round (NaN for folds that diverged)."""
     fold_history = {k: np.array([history[(cell, f)][k] for f in range(self.cv)], np.float64)
                     for k in history[(cell, 0)]}
-    return grid.pick_epoch(fold_history, self.score_epoch_, self.refit or 'accuracy')
+    return results_lib.pick_epoch(fold_history, self.score_epoch_, self.refit or 'accuracy')
 
   def _collect_rounds(self, rows: list, history: dict) -> None:
     cells = [self.cells[cell] for cell, *_ in rows]
     fold_scores = {m: np.stack([row[3][m] for row in rows]) for m in metrics_lib.METRICS}
     fit_times = np.stack([row[4] for row in rows])
-    results = grid.cv_results(cells, fold_scores, fit_times, np.zeros_like(fit_times), self.cv)
+    results = results_lib.cv_results(cells, fold_scores, fit_times, np.zeros_like(fit_times), self.cv)
     iters = np.array([row[1] for row in rows])
     results['iter'] = iters
     results['n_resources'] = np.array([row[2] for row in rows])
@@ -195,7 +197,7 @@ class HalvingGridSearchCV(grid.GridSearchCV):
       ahead = 0
       for iteration in sorted(set(iters.tolist()), reverse=True):
         at = iters == iteration
-        ranks[at] = grid.rank(results[f'mean_test_{metric}'][at]) + ahead
+        ranks[at] = results_lib.rank(results[f'mean_test_{metric}'][at]) + ahead
         ahead += int(at.sum())
       results[f'rank_test_{metric}'] = ranks
     self.cv_results_ = results

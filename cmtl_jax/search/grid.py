@@ -18,16 +18,17 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
-from cmtl_jax import folds as folds_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
-from cmtl_jax import stacked
 from cmtl_jax import train
+from cmtl_jax.data import folds as folds_lib
+from cmtl_jax.search import results as results_lib
+from cmtl_jax.search import stacked
+from cmtl_jax.search import store as store_lib
 from cmtl_jax.errors import AllCellsDivergedError, ConfigError
 
 SCORE_EPOCHS = ('last', 'best')
@@ -150,52 +151,6 @@ class _Plan:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Results in scikit-learn's shape.
-
-def rank(scores: np.ndarray) -> np.ndarray:
-  """sklearn's ranking: 1 = best, ties share the lowest rank ('min'), NaN (diverged) ranks last."""
-  from scipy import stats  # pylint: disable=g-import-not-at-top
-  scores = np.asarray(scores, np.float64)
-  if np.all(np.isnan(scores)):
-    return np.ones(len(scores), np.int32)
-  scores = np.nan_to_num(scores, nan=np.nanmin(scores) - 1)
-  return stats.rankdata(-scores, method='min').astype(np.int32)
-
-
-def cv_results(cells: list, fold_scores: dict, fit_times: np.ndarray, score_times: np.ndarray, cv: int) -> dict:
-  """`cv_results_` with sklearn's keys from per-cell, per-fold scores (`fold_scores[metric]`: `[cells, cv]`)."""
-  keys = sorted({k for cell in cells for k in cell})
-  results = {'mean_fit_time': fit_times.mean(1), 'std_fit_time': fit_times.std(1),
-             'mean_score_time': score_times.mean(1), 'std_score_time': score_times.std(1)}
-  for key in keys:
-    results[f'param_{key}'] = np.ma.MaskedArray([cell.get(key) for cell in cells], [key not in c for c in cells],
-                                                dtype=object)
-  results['params'] = [dict(cell) for cell in cells]
-  for metric in metrics_lib.METRICS:
-    scores = fold_scores[metric]
-    for k in range(cv):
-      results[f'split{k}_test_{metric}'] = scores[:, k]
-    results[f'mean_test_{metric}'] = scores.mean(1)
-    results[f'std_test_{metric}'] = scores.std(1)
-    results[f'rank_test_{metric}'] = rank(results[f'mean_test_{metric}'])
-  return results
-
-
-def pick_epoch(history: dict, score_epoch: str, refit: str) -> dict:
-  """Per-model scores at the last epoch, or at each model's best epoch of the `refit` metric, with `epoch`
-  (1-based) and `diverged`: a fit that diverged at any epoch scores NaN whichever epoch is picked (sklearn's
-  error_score=nan)."""
-  if score_epoch == 'last':
-    at = np.full(history[refit].shape[0], history[refit].shape[1] - 1)
-  else:
-    at = np.argmax(np.nan_to_num(history[refit], nan=-np.inf), axis=1)
-  rows = np.arange(len(at))
-  diverged = ~np.all(np.isfinite(history['loss']) & np.isfinite(history['accuracy']), axis=1)
-  return {**{k: np.where(diverged, np.nan, history[k][rows, at]) for k in metrics_lib.METRICS},
-          'epoch': at + 1, 'diverged': diverged}
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # The search.
 
 class GridSearchCV:
@@ -250,7 +205,7 @@ class GridSearchCV:
 
   # -- one group ---------------------------------------------------------------------------------------------
 
-  def _plan(self, group: Group, dataset, fold_pairs) -> '_Plan':
+  def plan_group(self, group: Group, dataset, fold_pairs) -> '_Plan':
     """What training a group takes: its config, compiled programs, models and their data."""
     config = apply_params(self.config, group.params)
     cells = [self.cells[i] for i in group.cells]
@@ -270,7 +225,7 @@ class GridSearchCV:
                  folds_lib.pad_stack([t for t, _ in fold_pairs]), folds_lib.pad_stack([v for _, v in fold_pairs]),
                  min(chunk, len(members)))
 
-  def _stacks(self, plan: '_Plan'):
+  def group_stacks(self, plan: '_Plan'):
     """Yields `(members, Stack)` for each program-sized part of a group, each built when its turn comes."""
     for start in range(0, len(plan.members), plan.chunk):
       part = plan.members[start:start + plan.chunk]
@@ -281,9 +236,9 @@ class GridSearchCV:
                                 plan.train_idx[folds], plan.val_idx[folds], rngs)
 
   def _train_group(self, group: Group, dataset, fold_pairs, staged, progress) -> dict:
-    plan = self._plan(group, dataset, fold_pairs)
+    plan = self.plan_group(group, dataset, fold_pairs)
     histories, seconds = [], 0.0
-    for part, stack in self._stacks(plan):
+    for part, stack in self.group_stacks(plan):
       began = time.perf_counter()
       histories.append(stack.train(plan.config.num_epochs, *staged, on_epoch=lambda e, n=len(part): progress(n)))
       seconds += time.perf_counter() - began
@@ -321,13 +276,13 @@ class GridSearchCV:
       workdir: where finished groups are checkpointed and outputs written; '' keeps everything in memory.
       on_group_done: called with a group's index after its results are saved (a hook for progress or tests).
     """
-    dataset = self._prepare(dataset)
-    store = Store(workdir, self._fingerprint(dataset)) if workdir else None
+    dataset = self.prepare(dataset)
+    store = store_lib.Store(workdir, self.fingerprint(dataset)) if workdir else None
     done = store.finished() if store else {}
     todo = [g for g in self.groups if g.index not in done]
-    self._check_batch_sizes(todo)
+    self.check_batch_sizes(todo)
     self.trained_groups_ = [g.index for g in todo]
-    staged = self._stage(dataset)
+    staged = self.stage(dataset)
     epochs_total = sum(apply_params(self.config, g.params).num_epochs * len(g.cells) * self.cv for g in todo)
     bar = progress_bar(epochs_total, self.log)
     for group in todo:
@@ -340,12 +295,12 @@ class GridSearchCV:
         on_group_done(group.index)
     bar.close()
     self._collect(done)
-    self._check_some_cell_finite()
+    self.check_some_cell_finite()
     if self.refit:
-      self._refit(dataset)
+      self.refit_best(dataset)
     return self
 
-  def _check_some_cell_finite(self) -> None:
+  def check_some_cell_finite(self) -> None:
     """Raises `AllCellsDivergedError` when every cell's mean score is NaN: there is no best cell to refit."""
     metric = self.refit or 'accuracy'
     if np.all(np.isnan(np.asarray(self.cv_results_[f'mean_test_{metric}'], np.float64))):
@@ -354,7 +309,7 @@ class GridSearchCV:
           f'every cell of the grid diverged (its loss or update became NaN/inf in at least one fold): there is no '
           f'best cell and nothing was refit. Lower the learning rates (tried {", ".join(f"{r:g}" for r in rates)}).')
 
-  def _prepare(self, dataset: Optional[data.Dataset]) -> data.Dataset:
+  def prepare(self, dataset: Optional[data.Dataset]) -> data.Dataset:
     """Loads the data, cuts the CV folds and lays out the devices."""
     dataset = dataset or data.from_config(self.config, validation=False)
     if self._splits is not None:
@@ -366,7 +321,7 @@ class GridSearchCV:
     self.mesh_ = stacked.make_mesh(self.config.num_devices)
     return dataset
 
-  def _check_batch_sizes(self, groups) -> None:
+  def check_batch_sizes(self, groups) -> None:
     """Refused before anything trains, not when the group's turn comes."""
     smallest = min(len(t) for t, _ in self.folds_)
     for group in groups:
@@ -375,16 +330,16 @@ class GridSearchCV:
         raise ConfigError(f'batch_size {batch_size} is larger than a CV training fold ({smallest} examples): '
                           f'lower it or use fewer folds.')
 
-  def _stage(self, dataset):
+  def stage(self, dataset):
     """The data on the device(s), once: replicated over the mesh when there is one."""
     staged = data.stage(dataset)
     if self.mesh_ is not None:
       staged = stacked.put(staged, jax.sharding.NamedSharding(self.mesh_, jax.sharding.PartitionSpec()))
     return staged
 
-  def _fingerprint(self, dataset) -> dict:
+  def fingerprint(self, dataset) -> dict:
     cv = self.cv if self._splits is None else folds_lib.fingerprint(self._splits)
-    return {'config': self.config.to_dict(), 'param_grid': _jsonable(self.param_grid), 'cv': cv,
+    return {'config': self.config.to_dict(), 'param_grid': store_lib.jsonable(self.param_grid), 'cv': cv,
             'score_epoch': self.score_epoch_, 'dataset': dataset.name, 'pool': len(dataset.train) + len(dataset.val)}
 
   def _collect(self, done: dict) -> None:
@@ -398,7 +353,7 @@ class GridSearchCV:
     for group in self.groups:
       result = done[group.index]
       history = {k: np.asarray(v, np.float64) for k, v in result['history'].items()}
-      picked = pick_epoch(history, self.score_epoch_, self.refit or 'accuracy')
+      picked = results_lib.pick_epoch(history, self.score_epoch_, self.refit or 'accuracy')
       for j, cell in enumerate(result['cells']):
         rows = slice(j * self.cv, (j + 1) * self.cv)
         for m in metrics_lib.METRICS:
@@ -408,14 +363,14 @@ class GridSearchCV:
         fit_times[cell] = result['seconds'] / result['num_models']
         self.histories_[cell] = {k: v[rows] for k, v in history.items()}
     score_times = np.zeros_like(fit_times)  # Validation scoring runs inside the fit program; its time is in fit.
-    self.cv_results_ = cv_results(self.cells, fold_scores, fit_times, score_times, self.cv)
+    self.cv_results_ = results_lib.cv_results(self.cells, fold_scores, fit_times, score_times, self.cv)
     self.score_epochs_ = epochs
     metric = self.refit or 'accuracy'
     self.best_index_ = int(np.argmin(self.cv_results_[f'rank_test_{metric}']))
     self.best_params_ = dict(self.cells[self.best_index_])
     self.best_score_ = float(self.cv_results_[f'mean_test_{metric}'][self.best_index_])
 
-  def _refit(self, dataset) -> None:
+  def refit_best(self, dataset) -> None:
     """Trains the best cell on the whole CV pool (train + val) and scores the held-out test split."""
     config = apply_params(self.config, self.best_params_)
     pool = np.sort(np.concatenate([dataset.train, dataset.val]))
@@ -429,81 +384,6 @@ class GridSearchCV:
     self.best_model_ = model
     self.test_scores_ = train.evaluate_split(model, self.best_params_tree_, dataset, 'test',
                                              config.eval_batch_size)
-
-
-def _jsonable(value):
-  return json.loads(json.dumps(value, default=list))
-
-
-class Store:
-  """A search's progress as orbax checkpoints under `<workdir>/<name>` (one step per finished group, or per
-  finished round of a halving search), plus the fingerprint of the run that made them (`grid_config.json`); a
-  workdir made by a different config is refused. Each step holds a JSON item `results` and, with `arrays`, a tree
-  of numpy arrays `arrays`. A save cut short by a kill leaves only an orbax temporary directory, removed here; that
-  step counts as not done.
-
-  Args:
-    max_to_keep: steps kept (None = all; 1 = only the latest, for progress that supersedes itself).
-  """
-
-  def __init__(self, workdir: str, fingerprint: dict, name: str = 'groups', *, arrays: bool = False,
-               max_to_keep: Optional[int] = None):
-    os.makedirs(workdir, exist_ok=True)
-    self.directory = os.path.join(os.path.abspath(workdir), name)
-    path = os.path.join(workdir, 'grid_config.json')
-    fingerprint = _jsonable(fingerprint)
-    if os.path.exists(path):
-      try:
-        with open(path) as f:
-          existing = json.load(f)
-      except (OSError, ValueError):
-        raise ConfigError(f'{path} is unreadable: this workdir is not a grid run of cmtl_jax; use a new '
-                          f'--workdir.') from None
-      if existing != fingerprint:
-        differ = sorted(_differences(existing, fingerprint))
-        raise ConfigError(f'workdir {workdir!r} holds a grid run with a different config ({", ".join(differ)} '
-                          f'differ): rerun with the same config to resume, or use a new --workdir.')
-    else:
-      tmp = path + '.tmp'
-      with open(tmp, 'w') as f:
-        json.dump(fingerprint, f, indent=2, sort_keys=True)
-      os.replace(tmp, path)
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
-                                         options=options)
-
-  def _results(self, step: int) -> dict:
-    return self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
-
-  def finished(self) -> dict:
-    """{step: results} of every step kept."""
-    return {step: self._results(step) for step in self.manager.all_steps()}
-
-  def latest(self):
-    """(step, results) of the latest step, or None."""
-    step = self.manager.latest_step()
-    return None if step is None else (step, self._results(step))
-
-  def arrays(self, step: int, like):
-    """The arrays of `step`, read into the structure of `like` (numpy arrays of the right shapes and dtypes)."""
-    if not like:  # Nothing was saved (orbax refuses an empty tree).
-      return like
-    return self.manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(like))).arrays
-
-  def save(self, index: int, result: dict, arrays=None) -> None:
-    items = {'results': ocp.args.JsonSave(result)}
-    if arrays:  # An empty tree is not saved (orbax refuses it); `arrays` reads it back as empty.
-      items['arrays'] = ocp.args.StandardSave(arrays)
-    self.manager.save(index, args=ocp.args.Composite(**items), force=True)
-    self.manager.wait_until_finished()
-
-
-def _differences(a, b, prefix=''):
-  if isinstance(a, dict) and isinstance(b, dict):
-    for key in set(a) | set(b):
-      yield from _differences(a.get(key), b.get(key), f'{prefix}{key}.')
-  elif a != b:
-    yield prefix.rstrip('.')
 
 
 def progress_bar(total: int, log):

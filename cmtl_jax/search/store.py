@@ -1,0 +1,86 @@
+"""A search's progress on disk: orbax checkpoints of finished groups (or halving rounds) beside the fingerprint of
+the run that made them, so that a rerun of the same search resumes and a different one is refused."""
+
+import json
+import os
+from typing import Optional
+
+import orbax.checkpoint as ocp
+
+from cmtl_jax.errors import ConfigError
+
+
+def jsonable(value):
+  """`value` as JSON would give it back (tuples become lists)."""
+  return json.loads(json.dumps(value, default=list))
+
+
+class Store:
+  """A search's progress as orbax checkpoints under `<workdir>/<name>` (one step per finished group, or per
+  finished round of a halving search), plus the fingerprint of the run that made them (`grid_config.json`); a
+  workdir made by a different config is refused. Each step holds a JSON item `results` and, with `arrays`, a tree
+  of numpy arrays `arrays`. A save cut short by a kill leaves only an orbax temporary directory, removed here; that
+  step counts as not done.
+
+  Args:
+    max_to_keep: steps kept (None = all; 1 = only the latest, for progress that supersedes itself).
+  """
+
+  def __init__(self, workdir: str, fingerprint: dict, name: str = 'groups', *, arrays: bool = False,
+               max_to_keep: Optional[int] = None):
+    os.makedirs(workdir, exist_ok=True)
+    self.directory = os.path.join(os.path.abspath(workdir), name)
+    path = os.path.join(workdir, 'grid_config.json')
+    fingerprint = jsonable(fingerprint)
+    if os.path.exists(path):
+      try:
+        with open(path) as f:
+          existing = json.load(f)
+      except (OSError, ValueError):
+        raise ConfigError(f'{path} is unreadable: this workdir is not a grid run of cmtl_jax; use a new '
+                          f'--workdir.') from None
+      if existing != fingerprint:
+        differ = sorted(_differences(existing, fingerprint))
+        raise ConfigError(f'workdir {workdir!r} holds a grid run with a different config ({", ".join(differ)} '
+                          f'differ): rerun with the same config to resume, or use a new --workdir.')
+    else:
+      tmp = path + '.tmp'
+      with open(tmp, 'w') as f:
+        json.dump(fingerprint, f, indent=2, sort_keys=True)
+      os.replace(tmp, path)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+    self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
+                                         options=options)
+
+  def _results(self, step: int) -> dict:
+    return self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
+
+  def finished(self) -> dict:
+    """{step: results} of every step kept."""
+    return {step: self._results(step) for step in self.manager.all_steps()}
+
+  def latest(self):
+    """(step, results) of the latest step, or None."""
+    step = self.manager.latest_step()
+    return None if step is None else (step, self._results(step))
+
+  def arrays(self, step: int, like):
+    """The arrays of `step`, read into the structure of `like` (numpy arrays of the right shapes and dtypes)."""
+    if not like:  # Nothing was saved (orbax refuses an empty tree).
+      return like
+    return self.manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(like))).arrays
+
+  def save(self, index: int, result: dict, arrays=None) -> None:
+    items = {'results': ocp.args.JsonSave(result)}
+    if arrays:  # An empty tree is not saved (orbax refuses it); `arrays` reads it back as empty.
+      items['arrays'] = ocp.args.StandardSave(arrays)
+    self.manager.save(index, args=ocp.args.Composite(**items), force=True)
+    self.manager.wait_until_finished()
+
+
+def _differences(a, b, prefix=''):
+  if isinstance(a, dict) and isinstance(b, dict):
+    for key in set(a) | set(b):
+      yield from _differences(a.get(key), b.get(key), f'{prefix}{key}.')
+  elif a != b:
+    yield prefix.rstrip('.')

@@ -329,9 +329,8 @@ def _resize_beit(ours: dict, checkpoint_config: BeitConfig, image_size: int, rep
                           f'({checkpoint_config.image_size} px -> {image_size} px)')
 
 
-def _check_shapes(ours: dict, config, model_type: str, files: list, report: LoadReport) -> None:
+def _check_shapes(ours: dict, want: dict, model_type: str, files: list, report: LoadReport) -> None:
   """Raises ConfigError naming the files, the first mismatched tensor and every mismatched or missing one."""
-  want = expected_shapes(config)
   optional = re.compile('|'.join(_OPTIONAL[model_type]))
   mismatched = [f'{name} is {list(array.shape)}, the config asks for {list(want[path])}'
                 for path, (name, array) in ours.items() if path in want and array.shape != want[path]]
@@ -373,11 +372,16 @@ def load_params(directory: str, config, image_size: Optional[int] = None) -> tup
   model_type = config.model_type
   tensors, files = read_weights(directory, model_type)
   report = LoadReport(files=files)
-  ours = _to_our_names(tensors, model_type, files[0].endswith(FLAX_MSGPACK), report)
+  msgpack = files[0].endswith(FLAX_MSGPACK)
+  ours = _to_our_names(tensors, model_type, msgpack, report)
   if image_size and image_size != config.image_size:
     _resize_beit(ours, config, image_size, report)
     config = config.replace(image_size=image_size)
-  _check_shapes(ours, config, model_type, files, report)
+  want = expected_shapes(config)
+  if msgpack:  # Flax trees hold the task model's other parts too (word embeddings, pooler dense, heads).
+    for path in [p for p in ours if p not in want and not p.startswith('encoder.')]:
+      report.unused.append(ours.pop(path)[0])
+  _check_shapes(ours, want, model_type, files, report)
   for note in report.notes():
     _log.warning('%s %s: %s', model_type, directory, note)
   return _unflatten({path: array for path, (_, array) in ours.items()}), report

@@ -44,7 +44,6 @@ def test_library_raises_value_error(tiny_config, key, value, message):
 BAD_CONFIG = [
     ('no_such_key', 1, "unknown config key 'no_such_key'"),
     ('beit.no_such_field', 1, "unknown config key 'beit.no_such_field': nearest valid keys: beit."),
-    ('beit.image_sizes', 1, "unknown config key 'beit.image_sizes': nearest valid keys: beit.image_size"),
     ('batch_size', 32.5, 'batch_size must be an integer, got 32.5'),
     ('learning_rate', '1e-3', "learning_rate must be a number, got '1e-3'"),
     ('freeze_bert', 1, 'freeze_bert must be True or False, got 1'),
@@ -58,6 +57,7 @@ BAD_CONFIG = [
     ('label_smoothing', 1.0, 'label_smoothing must lie in [0, 1)'),
     ('beit.patch_size', 3, 'beit.image_size 8 is not a multiple of beit.patch_size 3'),
     ('beit.hidden_size', 33, 'beit.hidden_size 33 is not divisible by beit.num_attention_heads 2'),
+    ('beit.image_sizes', 1, "unknown config key 'beit.image_sizes': nearest valid keys: beit.image_size"),
 ]
 
 

@@ -146,21 +146,23 @@ def test_a_truncated_weights_file_names_the_first_cut_tensor(tmp_path):
     checkpoints.load_bert(directory)
 
 
-def test_a_missing_tensor_is_named(tmp_path):
-  directory = _copy(BERT_DIR, tmp_path)
-  tensors = _tensors(BERT_DIR)
-  del tensors['encoder.layer.1.attention.output.dense.weight']
+def _without(source, name, tmp_path) -> str:
+  """A copy of the checkpoint `source` without its tensor `name`."""
+  directory = _copy(source, tmp_path)
+  tensors = _tensors(source)
+  del tensors[name]
   safetensors_numpy.save_file(tensors, os.path.join(directory, 'model.safetensors'))
+  return directory
+
+
+def test_a_missing_tensor_is_named(tmp_path):
+  directory = _without(BERT_DIR, 'encoder.layer.1.attention.output.dense.weight', tmp_path)
   with pytest.raises(ConfigError, match=r'1 missing: encoder\.layer\.1\.attention\.output\.dense\.kernel'):
     checkpoints.load_bert(directory)
 
 
 def test_a_missing_optional_tensor_starts_fresh_and_is_reported(tmp_path):
-  directory = _copy(BEIT_DIR, tmp_path)
-  tensors = _tensors(BEIT_DIR)
-  del tensors['pooler.layernorm.weight']
-  safetensors_numpy.save_file(tensors, os.path.join(directory, 'model.safetensors'))
-  beit = checkpoints.load_beit(directory)
+  beit = checkpoints.load_beit(_without(BEIT_DIR, 'pooler.layernorm.weight', tmp_path))
   assert beit.report.fresh == ['pooler.layernorm.scale']
   assert 'not in the checkpoint, started fresh: pooler.layernorm.scale' in beit.describe()['notes']
 

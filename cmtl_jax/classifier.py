@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
-import transformers
 
 from cmtl_jax import train
 from cmtl_jax import model as model_lib
+from cmtl_jax.models.configs import BeitConfig, BertConfig
 from cmtl_jax.errors import MissingPathError
 
 CHECKPOINT_DIR = 'checkpoint'
@@ -48,9 +48,9 @@ class Classifier:
     with ocp.CheckpointManager(directory, item_names=('params', 'metadata')) as manager:
       step = manager.latest_step()
       metadata = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore())).metadata
-      beit_config = transformers.BeitConfig.from_dict(metadata['beit_config'])
-      bert_config = (transformers.BertConfig.from_dict(metadata['bert_config'])
-                     if metadata['bert_config'] else None)
+      # The config dicts read back whatever wrote them (our configs, or transformers' of older classifiers).
+      beit_config = BeitConfig.from_dict(metadata['beit_config'])
+      bert_config = BertConfig.from_dict(metadata['bert_config']) if metadata['bert_config'] else None
       model = model_lib.build(beit_config, bert_config, len(metadata['class_names']), metadata['pooling'],
                               metadata['bridge_norm'], jnp.dtype(metadata.get('dtype', 'float32')))
       abstract = jax.eval_shape(lambda: model_lib.init_params(model, jax.random.key(0)))

@@ -4,9 +4,12 @@ Configs in `experiments/configs/` start from `base_config()` and override what t
 has one default in one place.
 """
 
+import difflib
+
 import ml_collections
 
 from cmtl_jax.errors import ConfigError
+from cmtl_jax.models.configs import BeitConfig
 
 VARIANTS = ('hybrid', 'beit')
 OPTIMIZERS = ('sgdm', 'adam')
@@ -44,7 +47,10 @@ def base_config() -> ml_collections.ConfigDict:
       image_size=16, patch_size=4, num_channels=1, hidden_size=192, num_hidden_layers=2,
       num_attention_heads=3, intermediate_size=768, hidden_dropout_prob=0.0,
       attention_probs_dropout_prob=0.0, drop_path_rate=0.1, use_absolute_position_embeddings=True,
-      use_relative_position_bias=False, use_mean_pooling=True))
+      use_relative_position_bias=False, use_mean_pooling=True, use_shared_relative_position_bias=False,
+      layer_scale_init_value=0.1, use_mask_token=False, hidden_act='gelu', layer_norm_eps=1e-12,
+      initializer_range=0.02))      # Every BeitConfig field (models/configs.py); with beit_path, a key changed
+                                    # from its default must agree with the checkpoint (image_size: resized).
   c.pooling = 'mean'            # 'mean' over all tokens or the 'cls' token.
   c.bridge_norm = True          # LayerNorm between BEiT's output and BERT's first layer.
 
@@ -123,7 +129,7 @@ def _check_keys_and_types(config, defaults, prefix=''):
   for key in config:
     name = prefix + key
     if key not in defaults:
-      raise ConfigError(f'unknown config key {name!r}: see cmtl_jax/config.py for the keys.')
+      raise ConfigError(unknown_key_message(name))
     value, default = config[key], defaults[key]
     if isinstance(default, ml_collections.ConfigDict):
       if not isinstance(value, (ml_collections.ConfigDict, dict)):
@@ -136,12 +142,32 @@ def _check_keys_and_types(config, defaults, prefix=''):
       raise ConfigError(f'{name} must be {text}, got {value!r}.')
 
 
+def _key_names(config, prefix='') -> list:
+  """Every key of `config` as a dotted name, groups' keys included ('beit.image_size')."""
+  names = []
+  for key, value in config.items():
+    names.append(prefix + key)
+    if isinstance(value, ml_collections.ConfigDict) and key != 'grid':
+      names += _key_names(value, prefix + key + '.')
+  return names
+
+
+def key_exists(name: str) -> bool:
+  """Whether a dotted config key ('seed', 'beit.image_size', 'grid.<anything>') exists."""
+  return name.startswith('grid.') or name in _key_names(base_config())
+
+
+def unknown_key_message(name: str) -> str:
+  """'unknown config key 'x': nearest valid keys ...' for a dotted key name."""
+  nearest = difflib.get_close_matches(name, _key_names(base_config()), n=3, cutoff=0.5)
+  hint = f'nearest valid keys: {", ".join(nearest)}' if nearest else 'see cmtl_jax/config.py for the keys'
+  return f'unknown config key {name!r}: {hint}.'
+
+
 def _check_beit_keys(beit) -> None:
-  import transformers  # pylint: disable=g-import-not-at-top
-  known = transformers.BeitConfig()
   for key in beit:
-    if not hasattr(known, key):
-      raise ConfigError(f'unknown config key beit.{key}: not a field of transformers.BeitConfig.')
+    if key not in BeitConfig.field_names():
+      raise ConfigError(unknown_key_message(f'beit.{key}'))
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -1,7 +1,7 @@
 """A PyTorch eager twin of `model.HybridClassifier` and its training step: the benchmark's eager reference.
 
 The benchmark reports `torch_speedup = PyTorch time / ours, per example` (issue 6). This module builds the same
-network from transformers' own PyTorch classes and the same config objects (BEiT embeddings + encoder with no
+network from transformers' (5) own PyTorch classes and the same configs (BeitModel with no pooler and no
 final LayerNorm -> adapter -> LayerNorm -> BERT encoder layers -> mean pool -> LayerNorm -> head), and times one
 eager training step the way `train.make_train_epoch` does it: gather uint8 images by index, `data.preprocess`
 (antialiased bilinear resize, [0, 255] -> [-1, 1]), forward in train mode (dropout, drop path), cross-entropy,
@@ -34,14 +34,15 @@ def available() -> bool:
 
 
 def _config(config, config_cls):
-  """A private copy of `config` (a transformers config, a dict, or anything with `to_dict()`) as `config_cls`,
+  """A private copy of `config` (a transformers config, a dict, or anything with `to_dict()`, such as
+  `models.configs`) as `config_cls`,
   with SDPA attention (what `from_pretrained` picks by default; the bare layer classes need it set)."""
   if isinstance(config, config_cls):
     config = copy.deepcopy(config)
   elif isinstance(config, Mapping):
-    config = config_cls(**dict(config))
+    config = config_cls(**{k: v for k, v in config.items() if k != 'model_type'})
   elif hasattr(config, 'to_dict'):
-    config = config_cls(**config.to_dict())
+    config = config_cls(**{k: v for k, v in config.to_dict().items() if k != 'model_type'})
   else:
     raise TypeError(f'expected a {config_cls.__name__}, a dict or an object with to_dict(), got {type(config)}.')
   config._attn_implementation = 'sdpa'  # pylint: disable=protected-access
@@ -75,12 +76,10 @@ def _module_class():
     def __init__(self, beit_config, bert_config: Optional[Any], num_classes: int):
       super().__init__()
       self.beit_config, self.bert_config = beit_config, bert_config
-      grid = (beit_config.image_size // beit_config.patch_size,) * 2
-      # BeitModel's own `layernorm` is left out: the hybrid has no LayerNorm after the BEiT encoder.
-      self.beit_embeddings = modeling_beit.BeitEmbeddings(beit_config)
-      self.beit_encoder = modeling_beit.BeitEncoder(beit_config, window_size=grid)
-      _init_linear(self.beit_embeddings, beit_config.initializer_range)
-      _init_linear(self.beit_encoder, beit_config.initializer_range)
+      # With mean pooling BeitModel's `layernorm` is the identity: the hybrid has no LayerNorm after the encoder.
+      beit_config.use_mean_pooling = True
+      self.beit = modeling_beit.BeitModel(beit_config, add_pooling_layer=False)
+      _init_linear(self.beit, beit_config.initializer_range)
       width = beit_config.hidden_size
       self.adapter = self.adapter_norm = self.bert_encoder = None
       if bert_config is not None:
@@ -99,8 +98,7 @@ def _module_class():
 
     def forward(self, pixels):
       """Logits `[batch, num_classes]` from pixels `[batch, C, S, S]`."""
-      tokens, _ = self.beit_embeddings(pixels)  # [batch, 1 + patches, beit_width]
-      tokens = self.beit_encoder(tokens, resolution=tuple(pixels.shape[2:])).last_hidden_state
+      tokens = self.beit(pixels).last_hidden_state  # [batch, 1 + patches, beit_width]
       if self.bert_encoder is not None:
         if self.adapter is not None:
           tokens = self.adapter(tokens)

@@ -35,14 +35,30 @@ def one_line_errors():
     sys.exit(2)
 
 
+def _unknown_override(argv) -> str:
+  """The first `--config.<key>=...` / `--grid_config.<key>=...` override in `argv` naming no config key, as an error
+  message with the nearest valid keys; '' when all exist."""
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  for arg in argv[1:]:
+    name = arg.lstrip('-').split('=', 1)[0]
+    flag, _, key = name.partition('.')
+    if key and flag in ('config', 'grid_config') and not config_lib.key_exists(key):
+      return config_lib.unknown_key_message(key)
+  return ''
+
+
 def parse_flags(argv):
   """`app.run(main, flags_parser=parse_flags)`: a bad flag (unknown config key, a value of the wrong type) is one
-  `error: ...` line and exit status 2, like every other bad input, instead of absl's usage dump."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(2)
+  `error: ...` line and exit status 2, like every other bad input, instead of absl's usage dump or a traceback
+  (ml_collections raises AttributeError for an override of a missing key when it applies the overrides)."""
+  message = _unknown_override(argv)
+  if not message:
+    try:
+      return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
+      message = _unknown_override(argv) or f'{e}'
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(2)
 
 
 def define_config(default: str):
@@ -51,8 +67,8 @@ def define_config(default: str):
   try:
     return config_flags.DEFINE_config_file('config', default, 'Config file.', lock_config=True)
   except (AttributeError, KeyError, TypeError, ValueError) as e:
-    print(f'error: a --config override names no config key or has a bad value ({e}): see cmtl_jax/config.py '
-          f'for the keys.', file=sys.stderr)
+    message = _unknown_override(sys.argv) or f'a --config override has a bad value ({e})'
+    print(f'error: {message}', file=sys.stderr)
     sys.exit(2)
 
 

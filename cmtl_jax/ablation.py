@@ -43,7 +43,7 @@ from cmtl_jax import data
 from cmtl_jax.data import folds as folds_lib
 from cmtl_jax.search import grid as grid_lib
 from cmtl_jax import metrics as metrics_lib
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import stats
 from cmtl_jax import train
 from cmtl_jax.errors import AllCellsDivergedError, ConfigError

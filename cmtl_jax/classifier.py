@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cmtl_jax import train
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax.models.configs import BeitConfig, BertConfig
 from cmtl_jax.errors import MissingPathError
 

@@ -15,7 +15,7 @@ from cmtl_jax import config as config_lib
 from cmtl_jax import data
 from cmtl_jax.search import grid as grid_lib
 from cmtl_jax.search import halving
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
 from cmtl_jax import report
 from cmtl_jax import train

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 
 
 def lr_shape(total_steps: int, warmup_fraction: float, decay: str):

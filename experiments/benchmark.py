@@ -34,7 +34,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from cmtl_jax import benchmark
+from experiments import benchmarking as benchmark
 from experiments import cli
 
 _CONFIG = cli.define_config('experiments/configs/digits.py')

@@ -17,7 +17,7 @@ from cmtl_jax import experiment
 from cmtl_jax.search import grid as grid_lib
 from cmtl_jax.data import folds as folds_lib
 from cmtl_jax import metrics as metrics_lib
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
 from cmtl_jax.search import stacked
 from cmtl_jax import stats

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmtl_jax import benchmark
-from cmtl_jax import model as model_lib
+from experiments import benchmarking as benchmark
+from cmtl_jax.models import build as model_lib
 
 
 def _xla_forward_flops(model, params, batch_size):

@@ -16,7 +16,7 @@ from safetensors import flax as safetensors_flax
 from safetensors import numpy as safetensors_numpy
 
 from cmtl_jax import config as config_lib
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax.errors import ConfigError, MissingPathError
 from cmtl_jax.models import checkpoints
 from cmtl_jax.models import resize

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
 from cmtl_jax import prng
 from cmtl_jax import train

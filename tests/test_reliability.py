@@ -9,7 +9,7 @@ import cmtl_jax
 from cmtl_jax.data import folds as folds_lib
 from cmtl_jax.search import grid
 from cmtl_jax import metrics as metrics_lib
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
 from cmtl_jax.search import stacked
 from cmtl_jax import train

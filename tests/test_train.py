@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
 from cmtl_jax import train
 from cmtl_jax.models import checkpoints

@@ -6,5 +6,7 @@
   beit.py         BEiT: patch embedding, position embeddings and biases, pre-LN layers, pooling
   hybrid.py       HybridClassifier: BEiT -> adapter + bridge LayerNorm -> BERT layers -> pool -> head
   checkpoints.py  local dirs / hub ids -> our trees: name maps, shape checks, casts, load reports
+  build.py        a config's model with its weights: random init of what no checkpoint fills, placement, the
+                  frozen mask, FLOPs
   resize.py       BEiT's position parameters for another image size
 """

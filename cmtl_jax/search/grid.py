@@ -22,7 +22,7 @@ import numpy as np
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
 from cmtl_jax import metrics as metrics_lib
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
 from cmtl_jax import train
 from cmtl_jax.data import folds as folds_lib

@@ -28,10 +28,10 @@ from cmtl_jax import data
 from cmtl_jax.data import folds as folds_lib
 from cmtl_jax.search import grid
 from cmtl_jax.search import halving
-from cmtl_jax import model as model_lib
+from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
 from cmtl_jax.search import stacked
-from cmtl_jax import torch_twin
+from experiments import torch_twin
 from cmtl_jax import train
 
 

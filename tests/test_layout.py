@@ -1,0 +1,80 @@
+"""The house: imports inside the library point one way, and importing it loads nothing from `experiments`.
+
+The chain, lowest first (a module may import modules of its own rank or lower): errors -> config (with the model
+configs it validates `beit.*` keys against, plain dataclasses) -> data, metrics, stats, prng -> models -> optim ->
+train -> report, search, classifier -> ablation -> experiment -> the package's `__init__`. `report` and `stats` are
+leaves: they import nothing of the library above `metrics`.
+"""
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE = os.path.join(REPO, 'cmtl_jax')
+RANKS = {'errors': 0, 'config': 1, 'models.configs': 1, 'data': 2, 'metrics': 2, 'stats': 2, 'prng': 2, 'models': 3, 'optim': 4,
+         'train': 5, 'report': 6, 'search': 6, 'classifier': 6, 'ablation': 7, 'experiment': 8, '__init__': 9}
+
+
+def _component(module: str) -> str:
+  """The RANKS entry of a module: 'cmtl_jax.search.grid' -> 'search', 'cmtl_jax.models.configs.BeitConfig' ->
+  'models.configs', 'cmtl_jax' -> '__init__'."""
+  parts = module.split('.')
+  if len(parts) > 2 and '.'.join(parts[1:3]) in RANKS:
+    return '.'.join(parts[1:3])
+  return parts[1] if len(parts) > 1 else '__init__'
+
+
+def _library_modules():
+  for root, _, files in os.walk(PACKAGE):
+    for name in files:
+      if name.endswith('.py'):
+        path = os.path.join(root, name)
+        relative = os.path.relpath(path, REPO)[:-3].replace(os.sep, '.')
+        yield path, relative[:-len('.__init__')] if relative.endswith('.__init__') else relative
+
+
+def upward_imports(path: str, module: str) -> list:
+  """The library modules `module` (at `path`) imports that rank above it."""
+  with open(path) as f:
+    tree = ast.parse(f.read())
+  mine = RANKS[_component(module)] if module != 'cmtl_jax' else RANKS['__init__']
+  found = []
+  for node in ast.walk(tree):
+    names = []
+    if isinstance(node, ast.Import):
+      names = [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names = [node.module] + [f'{node.module}.{alias.name}' for alias in node.names]
+    for name in names:
+      if name.startswith('cmtl_jax.') and _component(name) in RANKS and RANKS[_component(name)] > mine:
+        found.append(name)
+      if name.startswith('experiments'):
+        found.append(name)
+  return found
+
+
+def test_every_library_module_has_a_rank():
+  unranked = sorted({_component(m) for _, m in _library_modules()} - set(RANKS))
+  assert not unranked, f'modules outside the chain (add them to RANKS in the right place): {unranked}'
+
+
+def test_library_imports_point_down_the_chain():
+  upward = {module: found for path, module in _library_modules() if (found := upward_imports(path, module))}
+  assert not upward, f'imports against the chain: {upward}'
+
+
+def test_an_upward_import_is_caught(tmp_path):
+  planted = tmp_path / 'grid.py'
+  planted.write_text('from cmtl_jax import ablation\nimport cmtl_jax.experiment\nfrom cmtl_jax.data import folds\n')
+  assert upward_imports(str(planted), 'cmtl_jax.search.grid') == ['cmtl_jax.ablation', 'cmtl_jax.experiment']
+
+
+def test_importing_the_library_loads_nothing_from_experiments():
+  code = 'import sys, cmtl_jax; print(sorted(m for m in sys.modules if m.split(".")[0] == "experiments"))'
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == '[]'

@@ -77,6 +77,7 @@ def test_freezing_bert_without_bert_is_refused(tiny_config):
     cmtl_jax.train_and_evaluate(tiny_config, '', log=None)
 
 
+@pytest.mark.slow
 # The CLI path is the same for every library error: a few representative ones (each is a ~10 s subprocess).
 @pytest.mark.parametrize('key,value,message', [
     BAD[0], BAD[3], BAD[6], BAD[9], BAD_CONFIG[6],
@@ -132,6 +133,7 @@ def test_corrupt_grid_workdir_is_refused(tiny_config, tmp_path):
     grid.GridSearchCV(tiny_config, {'learning_rate': [1e-3]}, cv=2, log=None).fit(workdir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_grid_cli_with_every_cell_diverged_writes_scores_and_exits_2(tmp_path, data_dir):
   from conftest import write_tiny_grid_config  # pylint: disable=g-import-not-at-top
   config = write_tiny_grid_config(tmp_path / 'diverging.py', data_dir, {'learning_rate': (1e8, 1e9)},

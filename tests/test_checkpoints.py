@@ -291,6 +291,7 @@ def test_resize_equals_torch_interpolate():
     np.testing.assert_allclose(resize.resize_grid(grid, size, mode), want[0].permute(1, 2, 0).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('fault', ['hidden_size_edited', 'truncated', 'beit_image_size', 'bert_as_beit'])
 def test_cli_checkpoint_faults_are_one_line_and_exit_2(tmp_path, data_dir, fault):
   directory = _copy(BERT_DIR, tmp_path)

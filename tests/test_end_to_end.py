@@ -42,6 +42,7 @@ def test_train_save_reload_predict(tiny_config, tmp_path, variant, dtype):
   assert classifier.class_names == tuple(str(i) for i in range(10))
 
 
+@pytest.mark.slow
 def test_cli_train_then_predict(tmp_path, data_dir):
   workdir = tmp_path / 'run'
   common = ['--config=experiments/configs/digits.py', f'--config.data_dir={data_dir}', '--config.num_epochs=1',

@@ -7,7 +7,6 @@ import pytest
 from sklearn import base as sk_base
 from sklearn import model_selection
 
-import cmtl_jax
 from cmtl_jax.data import folds as folds_lib
 from cmtl_jax.search import grid
 from cmtl_jax.search import results as results_lib

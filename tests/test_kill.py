@@ -11,6 +11,8 @@ import pytest
 
 from conftest import cv_scores, write_tiny_grid_config  # pylint: disable=g-bad-import-order
 
+pytestmark = pytest.mark.slow  # SIGKILLed CLI processes: the second tier.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

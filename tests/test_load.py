@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from cmtl_jax.search import grid
 from cmtl_jax.search import stacked
@@ -40,12 +41,14 @@ def test_a_group_that_does_not_fit_runs_in_chunks_with_the_same_results(tiny_con
       np.testing.assert_array_equal(chunked.cv_results_[key], value, err_msg=key)
 
 
+@pytest.mark.slow
 def test_the_largest_groups_fit_in_one_vectorised_program(data_dir):
   """Digits grid shape (5 folds x 8 LRs at batch 32) and the paper preset's largest group (batch 256, 8 LRs, 5
   folds), 40 models each vectorised in one program with a tiny model: peak memory measured in a fresh process."""
   script = textwrap.dedent(f'''
       import json, resource
-      from cmtl_jax import config as config_lib, grid
+      from cmtl_jax import config as config_lib
+      from cmtl_jax.search import grid
       from experiments.configs import paper_grid
       from tests.conftest import TINY_BEIT
       c = config_lib.base_config()

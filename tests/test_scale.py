@@ -13,6 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import cmtl_jax
 from cmtl_jax.search import grid
@@ -92,7 +93,8 @@ def _free_port() -> int:
 # scores as JSON.
 _RUN = textwrap.dedent("""
     import json, sys
-    from cmtl_jax import config as config_lib, grid
+    from cmtl_jax import config as config_lib
+    from cmtl_jax.search import grid
     from tests.conftest import TINY_BEIT
     out, num_devices, vmap_width, data_dir = sys.argv[1:]
     c = config_lib.base_config()
@@ -128,6 +130,7 @@ def _assert_same_scores(a, b):
     np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_a_group_sharded_over_4_devices_gives_the_one_device_results(tiny_config, tmp_path):
   cmtl_jax.load_dataset(tiny_config)  # Prepared here once, not by the subprocesses at the same time.
   # 6 models padded to 8, 2 per device, vs all 6 vectorised on one device. The partitioned program may round
@@ -169,6 +172,7 @@ def _grid_cli(config_file, workdir, *, processes=1, devices_per_process=1):
   return cv_scores(workdir), outputs
 
 
+@pytest.mark.slow
 def test_the_grid_cli_in_two_processes_gives_the_one_process_results(tiny_config, tmp_path):
   cmtl_jax.load_dataset(tiny_config)
   config_file = write_tiny_grid_config(tmp_path / 'two_groups.py', tiny_config.data_dir,

@@ -10,7 +10,6 @@ import dataclasses
 import itertools
 import json
 import math
-import os
 import time
 from typing import Callable, Optional, Sequence, Union
 

@@ -118,6 +118,15 @@ def test_a_bfloat16_checkpoint_is_cast_to_float32_and_reported(tmp_path):
   used = len(bert.report.loaded)  # The unused tensors (word embeddings, pooler) are not kept, hence not cast.
   assert used == 34 and bert.report.cast == {'bfloat16': used}
   assert f'{used} bfloat16 tensors cast to float32' in bert.describe()['notes']
+  # A Flax checkpoint in bfloat16, with a tensor the encoder does not use: only the kept tensors are cast.
+  os.remove(os.path.join(directory, 'model.safetensors'))
+  tree = jax.tree.map(lambda x: np.asarray(x.astype(jnp.bfloat16)), bert.params)
+  tree['pooler'] = {'dense': {'kernel': np.zeros((32, 32), jnp.bfloat16)}}
+  with open(os.path.join(directory, checkpoints.FLAX_MSGPACK), 'wb') as f:
+    f.write(serialization.msgpack_serialize(tree))
+  flax_bert = checkpoints.load_bert(directory)
+  assert flax_bert.report.cast == {'bfloat16': used} and flax_bert.report.unused == ['pooler.dense.kernel']
+  assert max_abs_diff(flax_bert.params, bert.params) == 0.0
 
 
 def test_a_config_that_does_not_match_its_weights_names_the_file_and_tensors(tmp_path):

@@ -307,11 +307,16 @@ def _to_our_names(tensors: dict, model_type: str, msgpack: bool, report: LoadRep
     if path is None:
       report.unused.append(name)
       continue
-    if array.dtype != np.float32:
-      report.cast[array.dtype.name] = report.cast.get(array.dtype.name, 0) + 1
-    array = np.asarray(array, np.float32)
     ours[path] = (name, array.transpose(permutation) if permutation else array)
   return ours
+
+
+def _to_float32(ours: dict, report: LoadReport) -> None:
+  """Every kept tensor as float32, in place; the casts counted by dtype in the report."""
+  for path, (name, array) in ours.items():
+    if array.dtype != np.float32:
+      report.cast[array.dtype.name] = report.cast.get(array.dtype.name, 0) + 1
+      ours[path] = (name, np.asarray(array, np.float32))
 
 
 def _resize_beit(ours: dict, checkpoint_config: BeitConfig, image_size: int, report: LoadReport) -> None:
@@ -343,7 +348,7 @@ def _check_shapes(ours: dict, want: dict, model_type: str, files: list, report: 
     raise ConfigError(f'the {model_type} weights in {", ".join(files)} do not fit its config.json (or are '
                       f'incomplete): ' + ' | '.join(parts))
   report.fresh = [path for path in want if path not in ours]
-  report.loaded = list(want) if not report.fresh else [p for p in want if p in ours]
+  report.loaded = [path for path in want if path in ours]
 
 
 def _unflatten(flat: dict) -> dict:
@@ -374,13 +379,13 @@ def load_params(directory: str, config, image_size: Optional[int] = None) -> tup
   report = LoadReport(files=files)
   msgpack = files[0].endswith(FLAX_MSGPACK)
   ours = _to_our_names(tensors, model_type, msgpack, report)
-  if image_size and image_size != config.image_size:
-    _resize_beit(ours, config, image_size, report)
-    config = config.replace(image_size=image_size)
-  want = expected_shapes(config)
+  want = expected_shapes(config.replace(image_size=image_size) if image_size else config)
   if msgpack:  # Flax trees hold the task model's other parts too (word embeddings, pooler dense, heads).
     for path in [p for p in ours if p not in want and not p.startswith('encoder.')]:
       report.unused.append(ours.pop(path)[0])
+  _to_float32(ours, report)
+  if image_size and image_size != config.image_size:
+    _resize_beit(ours, config, image_size, report)
   _check_shapes(ours, want, model_type, files, report)
   for note in report.notes():
     _log.warning('%s %s: %s', model_type, directory, note)

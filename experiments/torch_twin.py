@@ -1,6 +1,6 @@
 """A PyTorch eager twin of `model.HybridClassifier` and its training step: the benchmark's eager reference.
 
-The benchmark reports `torch_speedup = PyTorch time / ours, per example` (issue 6). This module builds the same
+The benchmark reports `torch_speedup = PyTorch time / ours, per example`. This module builds the same
 network from transformers' (5) own PyTorch classes and the same configs (BeitModel with no pooler and no
 final LayerNorm -> adapter -> LayerNorm -> BERT encoder layers -> mean pool -> LayerNorm -> head), and times one
 eager training step the way `train.make_train_epoch` does it: gather uint8 images by index, `data.preprocess`

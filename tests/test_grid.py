@@ -64,7 +64,7 @@ def test_stacked_models_match_single_model_training(tiny_config, digits, monkeyp
       np.testing.assert_array_equal(single[name][m], values, err_msg=name)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[m], b), single_params, params)
     # Vectorised, the matmuls are batched: another program, equal up to float32 rounding, which can flip a
-    # prediction. Measured on the CPU box (BUILD_NOTES, "Test suite", session 15): rounding moved params by
+    # prediction. Measured on the CPU box (BUILD_NOTES, "Tests"): rounding moved params by
     # <= 2e-5 and a score by <= 1.3e-3 (one of ~600 predictions); a planted fault (models' PRNG streams swapped,
     # or learning rates x1.5) moved params by >= 1e-2 and scores by >= 1.5e-2.
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[m], b, atol=1e-3), vmapped_params, params)

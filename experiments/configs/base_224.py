@@ -4,7 +4,7 @@
   python -m experiments.benchmark --config=experiments/configs/base_224.py --parts=mfu --workdir=/tmp/cmtl_base
 
 `bert_path` must hold a BERT-base config.json (only the architecture is read: `bert_pretrained=False`);
-`experiments/device_check.sh prepare` writes one to .device/bert_base. Measured: BUILD_NOTES.md, "Performance".
+`experiments/device_check.sh prepare` writes one to .device/bert_base. Measured: BUILD_NOTES.md, "Measured".
 """
 
 from cmtl_jax import config as config_lib

@@ -9,7 +9,7 @@ The BEiT-only baseline on the same data:
 
 Two MiniLM layers (of six) keep a run within a few minutes on a 2-core CPU; `--config.bert_layers=0` keeps all six
 (about 3x slower per epoch, and it wants a smaller learning rate: see BUILD_NOTES.md, "Adapter and learning rates").
-Measured result: BUILD_NOTES.md, "Foundation run".
+Measured result: BUILD_NOTES.md, "Measured".
 """
 
 from cmtl_jax import config as config_lib

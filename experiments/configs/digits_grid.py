@@ -4,16 +4,15 @@
 
 A CPU-sized hybrid: a fresh 1-layer BEiT (8 px input, patch 4, width 96) -> the first MiniLM layer. Four compiled
 programs (one per optimiser x batch size), each training 3 learning rates x 5 folds = 15 models at once.
-Measured on the CPU box (2 cores, 2026-11-27): 7 min 43 s wall (451 s in the search: 4 groups of 15 models x 4
-epochs, then the refit); best cell batch_size=32, learning_rate=1e-4, adam: mean CV accuracy 0.9569 +- 0.0107;
-best SGDM cell batch_size=32, learning_rate=1e-2: 0.9527 +- 0.0027; refit model on the held-out test split:
-accuracy 0.9528, macro F1 0.9530. Re-run 2026-11-28 at the later code: 7 min 26 s, the same best cell and scores
-(best SGDM 0.9520 +- 0.0040). BUILD_NOTES.md, "Digits grid".
+Measured on the CPU box (2 cores, 24 GiB, 2026-11-28): 7 min 26 s wall (4 groups of 15 models x 4 epochs, then
+the refit); best cell batch_size=32, learning_rate=1e-4, adam: mean CV accuracy 0.9569 +- 0.0107; best SGDM cell
+batch_size=32, learning_rate=1e-2: 0.9520 +- 0.0040; refit model on the held-out test split: accuracy 0.9528.
+BUILD_NOTES.md, "Measured".
 
 Successive halving on the same grid at 9 epochs (`--config.search=halving --config.num_epochs=9`, factor 3): rounds
 (12 cells, 1 epoch), (4, 3), (2, 9) = 160 of the exhaustive 540 model-epochs (0.296), the same best cell (Adam,
 batch 32, LR 1e-4, 0.9833) as the exhaustive search at 9 epochs; 292 s vs 1112 s (CPU box, 2026-11-28, through
-`python -m experiments.benchmark --parts=halving`). BUILD_NOTES.md, "Successive halving vs exhaustive".
+`python -m experiments.benchmark --parts=halving`). BUILD_NOTES.md, "Successive halving".
 """
 
 from cmtl_jax import config as config_lib

@@ -3,7 +3,7 @@
   python -m experiments.grid_search --config=experiments/configs/paper_grid.py --workdir=/tmp/cmtl_paper_grid
 
 480 fits in 12 compiled programs (one per optimiser x batch size, 8 learning rates x 5 folds = 40 models each).
-The paper publishes no grid values; ours (BUILD_NOTES.md, "Grid values") span the usual fine-tuning range for both
+The paper publishes no grid values; ours (BUILD_NOTES.md, "Grid engine") span the usual fine-tuning range for both
 optimisers. All six MiniLM layers after a fresh 4-layer BEiT at 32 px on Fashion-MNIST (1,000 images per class).
 Not run on the CPU box.
 """

@@ -372,18 +372,33 @@ def verdict(a: str, b: str, comparison: dict, folds: int, what: str = '') -> str
           f'two arms{f" ({what})" if what else ""}, and they do not show that the arms are equal either.')
 
 
+def _caveat(table: dict, arms: Sequence[str]) -> str:
+  """' But ...' when an arm of a comparison is flagged: a difference against an arm that did not reach the pixel
+  logistic regression, or that chose an epoch at the end of the budget, measures its training, not the transfer."""
+  below = [a for a in arms if table[a].get('below_logistic_regression')]
+  late = [a for a in arms if table[a].get('late_epoch') and a not in below]
+  notes = [f'`{a}` ends below the pixel logistic regression' for a in below]
+  notes += [f'`{a}` chose an epoch near the maximum' for a in late]
+  if not notes:
+    return ''
+  return (f' But {" and ".join(notes)}: the comparison measures how far training got, not what the arms can learn '
+          f'(a longer maximum, --config.num_epochs, is the next run).')
+
+
 def conclusions(table: dict, folds: int, baseline: str = BASELINE) -> list:
-  """The report's sentences, one per comparison that ran."""
+  """The report's sentences, one per comparison that ran, each with a caveat when one of its arms is flagged."""
   lines = []
   for arm, row in table.items():
     if 'vs_baseline' in row:
       what = {'hybrid': 'the pretrained BERT layers added to BEiT',
               'hybrid_random_bert': 'the same layers without text pretraining: capacity alone',
               'hybrid_frozen_bert': 'pretrained BERT layers that do not train'}.get(arm, '')
-      lines.append(verdict(arm, baseline, row['vs_baseline']['accuracy'], folds, what))
+      lines.append(verdict(arm, baseline, row['vs_baseline']['accuracy'], folds, what) +
+                   _caveat(table, (arm, baseline)))
   if 'vs_random_bert' in table.get('hybrid', {}):
     lines.append(verdict('hybrid', 'hybrid_random_bert', table['hybrid']['vs_random_bert']['accuracy'], folds,
-                         'transferred text knowledge, capacity held equal'))
+                         'transferred text knowledge, capacity held equal') +
+                 _caveat(table, ('hybrid', 'hybrid_random_bert')))
   return lines
 
 

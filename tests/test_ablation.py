@@ -208,6 +208,13 @@ def test_corrected_interval_matches_the_t_test():
   assert low > 0
   words = ablation.verdict('a', 'b', {'mean': 0.01, 'ci95': [-0.02, 0.04], 'p': 0.4}, 5)
   assert 'includes zero' in words and 'no difference' in words and 'confirms' not in words
+  # A difference against a flagged arm says so in the same sentence.
+  comparison = {'mean': 0.06, 'ci95': [0.03, 0.09], 'p': 0.01}
+  hybrid = {'vs_baseline': {'accuracy': comparison}}
+  flagged = ablation.conclusions({'beit': {'below_logistic_regression': True}, 'hybrid': hybrid}, 3)
+  assert len(flagged) == 1 and 'excludes zero' in flagged[0]
+  assert 'But `beit` ends below the pixel logistic regression' in flagged[0]
+  assert 'But' not in ablation.conclusions({'beit': {}, 'hybrid': hybrid}, 3)[0]
 
 
 def test_a_curve_size_too_small_for_the_folds_is_refused_before_any_training(tiny_config, recorded, tmp_path):

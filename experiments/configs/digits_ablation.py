@@ -9,7 +9,7 @@ optimiser steps on small sets) on one stratified inner split holding out 20 %; t
 the outer training set and scored on the outer fold. The learning curve runs the same protocol at 10 and 40
 training images per class.
 
-Measured on the CPU box (2 cores, AMD EPYC Zen 5, 2026-11-30): 15 min 16 s wall, peak RSS 3.2 GB. Mean accuracy
+Measured on the CPU box (2 cores, AMD EPYC family 25 (Zen 3), 2026-11-30): 15 min 16 s wall, peak RSS 3.2 GB. Mean accuracy
 +- std over the 5 outer folds: beit 0.9694 +- 0.0056, hybrid 0.9798 +- 0.0071 (+0.0104 vs beit, 95 % interval
 [-0.0110, +0.0319], corrected p = 0.25), hybrid_random_bert 0.9624 +- 0.0104, hybrid_frozen_bert 0.9770 +- 0.0061;
 pixel logistic regression 0.9708 +- 0.0087 (beit and hybrid_random_bert end below it and are flagged). No interval

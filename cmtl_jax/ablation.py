@@ -113,7 +113,7 @@ def plan_point(config, size: int, where: str, dataset: Optional[data.Dataset] = 
   pool = np.sort(np.concatenate([dataset.train, dataset.val]))
   counts = np.bincount(dataset.labels[pool])
   smallest = int(counts[counts > 0].min())
-  fix = (f'raise {where} or lower --config.cv / --config.inner_cv')
+  fix = f'raise {where} or lower --config.cv / --config.inner_cv'
   if smallest < config.cv:
     raise ConfigError(f'{where}: the smallest class has {smallest} images in the pool, too few for cv={config.cv} '
                       f'outer folds: {fix}.')
@@ -131,13 +131,19 @@ def plan_point(config, size: int, where: str, dataset: Optional[data.Dataset] = 
   batch = max(search_space(config).get('batch_size', [config.batch_size]))
   if batch > smallest_inner:
     raise ConfigError(f'{where}: an inner training set holds {smallest_inner} images, fewer than batch_size {batch}: '
-                      f'lower --config.batch_size or {fix.split(" or ")[0]}.')
+                      f'lower --config.batch_size or raise {where}.')
   return {'size': int(size), 'config': point_config, 'dataset': dataset, 'outer': outer, 'inner': inner,
           'max_epochs': max_epochs(config, smallest_inner)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # One arm at one size.
+
+def _per_outer_fold(items: Sequence, inner_counts: Sequence[int]) -> list:
+  """`items` listed inner split by inner split over every outer fold, cut into one list per outer fold."""
+  bounds = np.cumsum([0, *inner_counts])
+  return [list(items[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
 
 def choose(histories: dict, cells: list, inner_counts: Sequence[int], metric: str) -> list:
   """Per outer fold, the cell and epoch with the best mean inner validation `metric`.
@@ -238,8 +244,8 @@ def run_arm(config, arm: str, point: dict, workdir: str = '', log: Optional[Call
           'chosen_params': [c and c['params'] for c in choices],
           'inner_scores': [c and c['inner_score'] for c in choices],
           'inner_curves': [c and c['curve'] for c in choices],
-          'inner_indices': [[[t.tolist(), v.tolist()] for t, v in selection.folds_[i:i + len(fold)]]
-                            for i, fold in zip(np.cumsum([0] + [len(f) for f in inner[:-1]]), inner)],
+          'inner_indices': _per_outer_fold([[t.tolist(), v.tolist()] for t, v in selection.folds_],
+                                           [len(f) for f in inner]),
           'fit_seconds': seconds, 'train_steps': int(steps), 'train_flops': float(flops),
           **counts, 'pretrained': pretrained_sides(config, arm)}
 

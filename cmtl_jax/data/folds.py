@@ -43,24 +43,24 @@ def pad_stack(index_arrays, length: int = 0) -> np.ndarray:
   return out
 
 
-def holdout_split(labels: np.ndarray, pool: np.ndarray, val_fraction: float, seed: int):
-  """One stratified split of `pool` holding out `val_fraction` of it (at least one example per class on each
-  side), as a one-element list of `(train_idx, val_idx)` like `fold_indices`."""
+def stratified_split(labels: np.ndarray, pool: np.ndarray, fraction: float, seed: int, key: str):
+  """`(kept, held_out)`: `pool` split stratified by class, `fraction` of it held out (at least one example per
+  class on each side), in `train_test_split`'s shuffled order (the low-data subsample draws from it). Raises ConfigError naming `key` (the config key that set `fraction`) when the
+  classes are too small for it."""
   pool = np.asarray(pool)
   try:
-    train, val = model_selection.train_test_split(pool, test_size=val_fraction, stratify=labels[pool],
-                                                  random_state=seed)
+    kept, held_out = model_selection.train_test_split(pool, test_size=fraction, stratify=labels[pool],
+                                                      random_state=seed)
   except ValueError as e:  # Too few examples for every class to appear on both sides.
-    raise ConfigError(f'cannot hold out val_fraction={val_fraction} of {len(pool)} examples stratified by class '
-                      f'({e}): raise --config.val_fraction or --config.train_per_class.') from None
-  return [(np.sort(train), np.sort(val))]
+    raise ConfigError(f'cannot split {len(pool)} examples stratified with {key}={fraction}: {e}') from None
+  return kept, held_out
 
 
 def inner_splits(labels: np.ndarray, pool: np.ndarray, inner_cv: int, val_fraction: float, seed: int):
   """Nested CV's inner splits of an outer training set `pool`: `inner_cv` stratified folds, or (inner_cv = 1) one
   stratified split holding out `val_fraction`. Only indices of `pool` appear in them."""
   if inner_cv == 1:
-    return holdout_split(labels, pool, val_fraction, seed)
+    return [tuple(np.sort(side) for side in stratified_split(labels, pool, val_fraction, seed, 'val_fraction'))]
   return fold_indices(labels, pool, inner_cv, seed)
 
 

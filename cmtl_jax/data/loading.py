@@ -11,8 +11,8 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from sklearn import model_selection
 
+from cmtl_jax.data import folds
 from cmtl_jax.errors import ConfigError, MissingPathError
 
 BUILTIN = ('digits', 'fashion_mnist')  # Our TFDS builders (cmtl_jax/data/builders.py).
@@ -99,14 +99,6 @@ def _subsample_per_class(indices, labels, per_class: int, rng):
   return np.sort(np.concatenate(keep))
 
 
-def _stratified_split(indices, labels, fraction: float, seed: int, key: str):
-  try:
-    return model_selection.train_test_split(indices, test_size=fraction, stratify=labels[indices],
-                                            random_state=seed)
-  except ValueError as e:  # Too few examples for every class to appear on both sides.
-    raise ConfigError(f'cannot split {len(indices)} examples stratified with {key}={fraction}: {e}') from None
-
-
 def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str = 'image',
          label_key: str = 'label', test_fraction: float = 0.2, val_fraction: float = 0.1, split_seed: int = 0,
          train_per_class: int = 0) -> Dataset:
@@ -133,11 +125,11 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
     images = np.concatenate([images, test_images])
     labels = np.concatenate([labels, test_labels])
   else:
-    all_train, test = _stratified_split(all_train, labels, test_fraction, split_seed, 'test_fraction')
+    all_train, test = folds.stratified_split(labels, all_train, test_fraction, split_seed, 'test_fraction')
   if train_per_class:
     all_train = _subsample_per_class(all_train, labels, train_per_class, np.random.default_rng(split_seed))
   if val_fraction:
-    train, val = _stratified_split(all_train, labels, val_fraction, split_seed, 'val_fraction')
+    train, val = folds.stratified_split(labels, all_train, val_fraction, split_seed, 'val_fraction')
   else:  # Cross-validation cuts its own folds from the whole training pool.
     train, val = all_train, np.zeros(0, np.int32)
   return Dataset(images, labels, class_names, np.sort(train).astype(np.int32), np.sort(val).astype(np.int32),

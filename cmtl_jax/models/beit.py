@@ -18,34 +18,31 @@ from cmtl_jax.models import layers
 from cmtl_jax.models.configs import BeitConfig
 
 
-class PatchProjection(nn.Module):
-  """The patch embedding as reshape-to-patches + one matmul, `[B, H, W, C] -> [B, (H/p)(W/p), D]`, with the
-  parameters of a `kernel = stride = p` convolution (`kernel [p, p, C, D]`, `bias [D]`).
+class PatchProjection(layers.ConfigModule):
+  """The patch embedding as reshape-to-patches + one matmul, `[B, H, W, C] -> [B, (H/p)(W/p), D]` (`p` the config's
+  `patch_size`, `D` its `hidden_size`), with the parameters of a `kernel = stride = p` convolution
+  (`kernel [p, p, C, D]`, `bias [D]`).
 
   Same maths as the strided convolution; under `jax.vmap` over models a convolution with batched weights becomes a
   grouped convolution, which XLA runs far slower on CPU than this batched matmul.
   """
-  features: int
-  patch_size: int
-  initializer_range: float
-  dtype: Any = jnp.float32
+  config: BeitConfig
 
   @nn.compact
   def __call__(self, pixels):
     batch, height, width, channels = pixels.shape
-    p = self.patch_size
-    kernel = self.param('kernel', nn.initializers.normal(self.initializer_range), (p, p, channels, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    p, features = self.config.patch_size, self.config.hidden_size
+    kernel = self.param('kernel', nn.initializers.normal(self.config.initializer_range), (p, p, channels, features))
+    bias = self.param('bias', nn.initializers.zeros, (features,))
     patches = pixels.reshape(batch, height // p, p, width // p, p, channels).transpose(0, 1, 3, 2, 4, 5)
     patches = patches.reshape(batch, (height // p) * (width // p), p * p * channels).astype(self.dtype)
-    return patches @ kernel.reshape(p * p * channels, self.features).astype(self.dtype) + bias.astype(self.dtype)
+    return patches @ kernel.reshape(p * p * channels, features).astype(self.dtype) + bias.astype(self.dtype)
 
 
-class PatchEmbeddings(nn.Module):
+class PatchEmbeddings(layers.ConfigModule):
   """Holds `projection` (the tree's `patch_embeddings/projection` level). Raises ConfigError when the pixels'
   channels or size are not the config's."""
   config: BeitConfig
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, pixels):
@@ -55,14 +52,13 @@ class PatchEmbeddings(nn.Module):
     if pixels.shape[1:3] != (c.image_size, c.image_size):
       raise ConfigError(f'pixels are {pixels.shape[1]}x{pixels.shape[2]} but BEiT expects '
                         f'{c.image_size}x{c.image_size}.')
-    return PatchProjection(c.hidden_size, c.patch_size, c.initializer_range, self.dtype, name='projection')(pixels)
+    return PatchProjection(c, dtype=self.dtype, name='projection')(pixels)
 
 
-class BeitEmbeddings(nn.Module):
+class BeitEmbeddings(layers.ConfigModule):
   """Pixels `[B, H, W, C]` -> tokens `[B, 1 + patches, D]`: CLS token first, then the patches, plus absolute position
   embeddings (zeros at init) when the config asks, then dropout."""
   config: BeitConfig
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, pixels, deterministic: bool = True):
@@ -70,7 +66,7 @@ class BeitEmbeddings(nn.Module):
     cls_token = self.param('cls_token', nn.initializers.zeros, (1, 1, c.hidden_size))
     if c.use_mask_token:  # Unused for classification; declared so that pretraining checkpoints load.
       self.param('mask_token', nn.initializers.zeros, (1, 1, c.hidden_size))
-    embeddings = PatchEmbeddings(c, self.dtype, name='patch_embeddings')(pixels)
+    embeddings = PatchEmbeddings(c, dtype=self.dtype, name='patch_embeddings')(pixels)
     cls = jnp.broadcast_to(cls_token, (embeddings.shape[0], 1, c.hidden_size)).astype(embeddings.dtype)
     embeddings = jnp.concatenate([cls, embeddings], axis=1)
     if c.use_absolute_position_embeddings:
@@ -79,12 +75,11 @@ class BeitEmbeddings(nn.Module):
     return nn.Dropout(c.hidden_dropout_prob)(embeddings, deterministic=deterministic)
 
 
-class BeitLayer(nn.Module):
-  """`h = h + drop_path(lambda_1 * attention(LN(h))); h = h + drop_path(lambda_2 * mlp(LN(h)))`, `[B, T, D]`."""
+class BeitLayer(layers.ConfigModule):
+  """`h = h + drop_path(lambda_1 * attention(LN(h))); h = h + drop_path(lambda_2 * mlp(LN(h)))`, `[B, T, D]`;
+  `drop_path_rate` is this layer's stochastic-depth rate."""
   config: BeitConfig
-  drop_path_rate: float
-  maths: layers.Maths = layers.Maths()
-  dtype: Any = jnp.float32
+  drop_path_rate: float = 0.0
 
   def setup(self):
     c = self.config
@@ -114,28 +109,24 @@ class BeitLayer(nn.Module):
     return self.drop_path(branch, deterministic) + hidden
 
 
-class _Layers(nn.Module):
+class _Layers(layers.ConfigModule):
   """The layers `0 .. num_hidden_layers - 1` (the tree's `layer/<i>` level), drop path rising linearly from 0 at
   the first layer to `drop_path_rate` at the last (BEiT's stochastic depth rule)."""
   config: BeitConfig
-  maths: layers.Maths
-  dtype: Any
 
   @nn.compact
   def __call__(self, hidden, shared_bias, deterministic: bool):
     rates = np.linspace(0, self.config.drop_path_rate, self.config.num_hidden_layers)
     for i, rate in enumerate(rates):
-      hidden = BeitLayer(self.config, float(rate), self.maths, self.dtype, name=str(i))(
+      hidden = BeitLayer(self.config, self.maths, self.dtype, drop_path_rate=float(rate), name=str(i))(
           hidden, shared_bias, deterministic)
     return hidden
 
 
-class BeitEncoder(nn.Module):
+class BeitEncoder(layers.ConfigModule):
   """BEiT's layers with the shared relative position bias (`relative_position_bias`, when the config asks):
   tokens `[B, 1 + patches, D]` -> `[B, 1 + patches, D]` (no final LayerNorm)."""
   config: BeitConfig
-  maths: layers.Maths = layers.Maths()
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, hidden, deterministic: bool = True):
@@ -146,19 +137,17 @@ class BeitEncoder(nn.Module):
     return _Layers(c, self.maths, self.dtype, name='layer')(hidden, shared, deterministic)
 
 
-class BeitModel(nn.Module):
+class BeitModel(layers.ConfigModule):
   """Hugging Face's `BeitModel`: pixels `[B, H, W, C]` (normalised) -> (`last_hidden_state [B, 1 + patches, D]`,
   `pooled [B, D]`). With `use_mean_pooling` the pooled output is `pooler/layernorm` of the patch tokens' mean (the
   CLS token left out) and the last hidden state is the encoder's; else both pass `layernorm` and the CLS token is
   the pooled output."""
   config: BeitConfig
-  maths: layers.Maths = layers.Maths()
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, pixels, deterministic: bool = True):
     c = self.config
-    tokens = BeitEmbeddings(c, self.dtype, name='embeddings')(pixels, deterministic)
+    tokens = BeitEmbeddings(c, dtype=self.dtype, name='embeddings')(pixels, deterministic)
     tokens = BeitEncoder(c, self.maths, self.dtype, name='encoder')(tokens, deterministic)
     if c.use_mean_pooling:
       pooled = _Pooler(c.layer_norm_eps, self.dtype, name='pooler')(tokens[:, 1:].mean(axis=1))

@@ -5,20 +5,15 @@ The parameter tree is Hugging Face's BERT encoder with Flax leaf names (`layer/<
 `.../attention/output/LayerNorm/scale`, ...): `checkpoints.BERT_NAMES` maps PyTorch checkpoints onto it.
 """
 
-from typing import Any
-
 import flax.linen as nn
-import jax.numpy as jnp
 
 from cmtl_jax.models import layers
 from cmtl_jax.models.configs import BertConfig
 
 
-class BertLayer(nn.Module):
+class BertLayer(layers.ConfigModule):
   """`h = LN(h + attention(h)); h = LN(h + W2 act(W1 h))`, with dropout on both branches: `[B, T, D] -> [B, T, D]`."""
   config: BertConfig
-  maths: layers.Maths = layers.Maths()
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, hidden, deterministic: bool = True):
@@ -34,11 +29,9 @@ class BertLayer(nn.Module):
                                  inner, hidden, deterministic)
 
 
-class _Layers(nn.Module):
+class _Layers(layers.ConfigModule):
   """The layers `0 .. num_hidden_layers - 1`, in order (the tree's `layer/<i>` level)."""
   config: BertConfig
-  maths: layers.Maths
-  dtype: Any
 
   @nn.compact
   def __call__(self, hidden, deterministic: bool):
@@ -47,12 +40,10 @@ class _Layers(nn.Module):
     return hidden
 
 
-class BertEncoder(nn.Module):
+class BertEncoder(layers.ConfigModule):
   """BERT's encoder layers: hidden states `[batch, tokens, hidden_size]` (already embedded and normalised) -> the
   last layer's `[batch, tokens, hidden_size]`, in `dtype`."""
   config: BertConfig
-  maths: layers.Maths = layers.Maths()
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, hidden, deterministic: bool = True):

@@ -40,6 +40,15 @@ class Maths:
   heads_first_attention: bool = True
 
 
+class ConfigModule(nn.Module):
+  """Base of the model parts built from one Hugging Face config (`BertConfig` / `BeitConfig`): the fields
+  `config`, `maths` (how the layers compute, `Maths`) and `dtype` (the computation dtype; parameters stay
+  float32). Subclasses narrow `config`'s type and add their own fields after these."""
+  config: Any
+  maths: Maths = Maths()
+  dtype: Any = jnp.float32
+
+
 # --- Dense ---------------------------------------------------------------------------------------------------------
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

@@ -12,10 +12,10 @@ Public API:
 from cmtl_jax.classifier import Classifier
 from cmtl_jax.config import base_config
 from cmtl_jax.errors import ConfigError, MissingPathError
-from cmtl_jax.data import from_config as load_dataset
+from cmtl_jax.data import load_dataset
 from cmtl_jax.experiment import train_and_evaluate
-from cmtl_jax.train import evaluate_split as evaluate
-from cmtl_jax.models.build import from_config as build_model
+from cmtl_jax.models.build import build_model
+from cmtl_jax.train import evaluate
 
 __all__ = ['Classifier', 'ConfigError', 'MissingPathError', 'base_config', 'build_model', 'evaluate',
            'load_dataset', 'train_and_evaluate']

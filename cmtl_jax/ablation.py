@@ -109,7 +109,7 @@ def plan_point(config, size: int, where: str, dataset: Optional[data.Dataset] = 
   0 = the whole pool). Raises ConfigError naming `where` (the key that set the size) when the size cannot be
   split as the config asks or is smaller than a batch."""
   point_config = grid_lib.apply_params(config, {'train_per_class': int(size)})
-  dataset = dataset or data.from_config(point_config, validation=False)
+  dataset = dataset or data.load_dataset(point_config, validation=False)
   pool = np.sort(np.concatenate([dataset.train, dataset.val]))
   counts = np.bincount(dataset.labels[pool])
   smallest = int(counts[counts > 0].min())
@@ -178,7 +178,7 @@ def choose(histories: dict, cells: list, inner_counts: Sequence[int], metric: st
 
 def _parameter_counts(config, num_classes: int):
   """(counts, model): an arm's parameters in all, transferred from a checkpoint and trained (not frozen)."""
-  model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(0))
+  model, params, pretrained, _ = model_lib.build_model(config, num_classes, jax.random.key(0))
   sizes = jax.tree.leaves(jax.tree.map(lambda p: int(np.prod(p.shape)), params))
   frozen = model_lib.frozen_mask(pretrained) if config.freeze_bert else jax.tree.map(lambda _: False, pretrained)
   transferred = sum(s for s, p in zip(sizes, jax.tree.leaves(pretrained)) if p)

@@ -42,12 +42,12 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   """
   config_lib.validate(config)
   start = time.perf_counter()
-  dataset = data.from_config(config)
+  dataset = data.load_dataset(config)
   if config.batch_size > len(dataset.train):
     raise ConfigError(f'batch_size {config.batch_size} is larger than the training split ({len(dataset.train)} '
                       f'examples): lower --config.batch_size.')
   init_rng, train_rng = train.model_rngs(config.seed)
-  model, params, pretrained, sources = model_lib.from_config(config, dataset.num_classes, init_rng)
+  model, params, pretrained, sources = model_lib.build_model(config, dataset.num_classes, init_rng)
   data.check_channels(dataset, model.beit_config.num_channels, config.gray_to_rgb)
   if not sources['beit']['pretrained'] and log:
     log('note: the image side (BEiT) is not pretrained: it starts from a fresh config.')
@@ -58,7 +58,7 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
       model, tx, params, images, labels, dataset.train, dataset.val, num_epochs=config.num_epochs,
       batch_size=config.batch_size, num_classes=dataset.num_classes, rng=train_rng,
       eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing, log=log)
-  test = train.evaluate_split(model, params, dataset, 'test', config.eval_batch_size)
+  test = train.evaluate(model, params, dataset, 'test', config.eval_batch_size)
   final = history[-1]
   results = {
       'val_accuracy': final['val_accuracy'], 'val_f1': final['val_f1'],

@@ -136,31 +136,31 @@ def make_predict(model, *, batch_size: int) -> Callable:
 
 
 def make_evaluate(model, *, num_classes: int, batch_size: int) -> Callable:
-  """Returns `evaluate(params, images, labels, idx) -> confusion matrix [classes, classes]` over valid `idx`."""
+  """Returns `confusion(params, images, labels, idx) -> confusion matrix [classes, classes]` over valid `idx`."""
   predict = make_predict(model, batch_size=batch_size)
 
-  def evaluate(params, images, labels, idx):
+  def confusion(params, images, labels, idx):
     predictions, valid = predict(params, images, idx)
     return metrics_lib.confusion_matrix(labels[jnp.maximum(idx, 0)], predictions, num_classes, valid)
 
-  return evaluate
+  return confusion
 
 
 def make_score(model, *, num_classes: int, batch_size: int) -> Callable:
   """Returns `score_fn(params, idx, images, labels) -> {metric: scalar}`: accuracy and macro f1, precision and
   recall over the valid entries of `idx` (the validation program of `fit` and of the grid's stacks)."""
-  evaluate = make_evaluate(model, num_classes=num_classes, batch_size=batch_size)
+  confusion = make_evaluate(model, num_classes=num_classes, batch_size=batch_size)
 
   def score_fn(params, idx, images, labels):
-    return metrics_lib.scores(evaluate(params, images, labels, idx))
+    return metrics_lib.scores(confusion(params, images, labels, idx))
 
   return score_fn
 
 
-def evaluate_split(model, params, dataset: data.Dataset, split: str = 'test', batch_size: int = 256) -> dict:
+def evaluate(model, params, dataset: data.Dataset, split: str = 'test', batch_size: int = 256) -> dict:
   """Scores on one split of `dataset`: accuracy, macro f1/precision/recall, and per-class numbers."""
-  evaluate = jax.jit(make_evaluate(model, num_classes=dataset.num_classes, batch_size=batch_size))
-  cm = evaluate(params, *data.stage(dataset), jnp.asarray(getattr(dataset, split)))
+  confusion = jax.jit(make_evaluate(model, num_classes=dataset.num_classes, batch_size=batch_size))
+  cm = confusion(params, *data.stage(dataset), jnp.asarray(getattr(dataset, split)))
   result = {k: float(v) for k, v in metrics_lib.scores(cm).items()}
   result['per_class'] = {k: np.asarray(v).tolist() for k, v in metrics_lib.per_class(cm).items()}
   return result

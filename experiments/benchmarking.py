@@ -79,7 +79,7 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
     has `model_flops_per_step`, `xla_flops_per_step` (NaN where the backend gives no count), `batch_size`, `dtype`
     and `loss_finite` (every timed epoch's loss so far).
   """
-  model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
+  model, params, pretrained, _ = model_lib.build_model(config, num_classes, jax.random.key(seed))
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
   images, labels = jnp.asarray(images), jnp.asarray(labels)
@@ -212,7 +212,7 @@ def torch_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0
   `step_timer` (timer() = median seconds of `steps` eager steps), or None without torch."""
   if not torch_twin.available():
     return None
-  model, _, _, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
+  model, _, _, _ = model_lib.build_model(config, num_classes, jax.random.key(seed))
   images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
   return torch_twin.step_timer(model.beit_config, model.bert_config, num_classes, images, labels,
                                batch_size=config.batch_size, optimizer=config.optimizer,
@@ -253,7 +253,7 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
 def check_against_cpu(config, *, num_classes: int = 10, steps: int = 3, seed: int = 0, rtol: float = 2e-2) -> dict:
   """The same logits and short training run on the default device and on the host CPU (jax's CPU backend),
   compared: accelerators may compute float32 matmuls in TF32, so agreement is to `rtol` of the values' scale."""
-  model, params, pretrained, _ = model_lib.from_config(config, num_classes, jax.random.key(seed))
+  model, params, pretrained, _ = model_lib.build_model(config, num_classes, jax.random.key(seed))
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
   beit = model.beit_config
@@ -292,13 +292,13 @@ def stacked_vs_loop(config, *, group: int = 0, epochs: int = 3, vmap_widths: Seq
   chosen = search.groups[group]
   config = grid.apply_params(config, chosen.params)
   config.num_epochs = epochs
-  dataset = dataset or data.from_config(config)
+  dataset = dataset or data.load_dataset(config)
   pool = np.sort(np.concatenate([dataset.train, dataset.val]))
   pairs = folds_lib.fold_indices(dataset.labels, pool, config.cv, config.seed)
   members = [(float(search.cells[c].get('learning_rate', config.learning_rate)), k)
              for c in chosen.cells for k in range(config.cv)]
   steps = train.steps_per_epoch(min(len(t) for t, _ in pairs), config.batch_size)
-  model, loaded, pretrained, _ = model_lib.from_config(config, dataset.num_classes, jax.random.key(0))
+  model, loaded, pretrained, _ = model_lib.build_model(config, dataset.num_classes, jax.random.key(0))
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   images, labels = data.stage(dataset)
   common = dict(num_epochs=epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
@@ -328,7 +328,7 @@ def stacked_vs_loop(config, *, group: int = 0, epochs: int = 3, vmap_widths: Seq
 def halving_vs_exhaustive(config, *, dataset: Optional[data.Dataset] = None) -> dict:
   """The exhaustive search and successive halving over `config.grid` on the same folds (no refit)."""
   param_grid = {k: list(v) for k, v in config.grid.to_dict().items()}
-  dataset = dataset or data.from_config(config)
+  dataset = dataset or data.load_dataset(config)
   out = {}
   for name, search in (('exhaustive', grid.GridSearchCV(config, param_grid, cv=config.cv, refit=None, log=None)),
                        ('halving', halving.HalvingGridSearchCV(

@@ -62,7 +62,7 @@ def tiny_config(data_dir):
 def digits(tiny_config):
   """Digits split as `tiny_config` splits it (train / val / held-out test)."""
   from cmtl_jax import data  # pylint: disable=g-import-not-at-top
-  return data.from_config(tiny_config)
+  return data.load_dataset(tiny_config)
 
 
 def count_compilations(monkeypatch):

@@ -51,7 +51,7 @@ def _bits(tree):
 
 
 def _train_one_epoch(config, digits):
-  model, params, pretrained, sources = model_lib.from_config(config, 10, train.model_rngs(config.seed)[0])
+  model, params, pretrained, sources = model_lib.build_model(config, 10, train.model_rngs(config.seed)[0])
   steps = train.steps_per_epoch(len(digits.train), config.batch_size)
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   before = _bits(params)

@@ -235,11 +235,11 @@ def _beit_config(**beit):
 def test_beit_keys_a_checkpoint_fixes_are_refused_and_image_size_is_applied():
   with pytest.raises(ConfigError, match=r"beit.hidden_size=64 but the checkpoint at '.*' has hidden_size=32, "
                                         r'which its weights fix'):
-    model_lib.from_config(_beit_config(hidden_size=64), 10, jax.random.key(0))
+    model_lib.build_model(_beit_config(hidden_size=64), 10, jax.random.key(0))
   with pytest.raises(ConfigError, match='beit.use_relative_position_bias=True but the checkpoint'):
-    model_lib.from_config(_beit_config(use_relative_position_bias=True), 10, jax.random.key(0))
+    model_lib.build_model(_beit_config(use_relative_position_bias=True), 10, jax.random.key(0))
   # Keys left at their defaults take the checkpoint's values; image_size resizes; drop path is a training setting.
-  model, params, _, sources = model_lib.from_config(_beit_config(image_size=32, drop_path_rate=0.3), 10,
+  model, params, _, sources = model_lib.build_model(_beit_config(image_size=32, drop_path_rate=0.3), 10,
                                                     jax.random.key(0))
   assert (model.beit_config.image_size, model.beit_config.hidden_size) == (32, 32)
   assert model.beit_config.drop_path_rate == 0.3
@@ -248,14 +248,14 @@ def test_beit_keys_a_checkpoint_fixes_are_refused_and_image_size_is_applied():
              for note in sources['beit']['notes'])
   assert model.apply({'params': params}, jnp.zeros((2, 32, 32, 1))).shape == (2, 10)
   with pytest.raises(ConfigError, match="image_size 30 is not a multiple of the checkpoint's patch_size 4"):
-    model_lib.from_config(_beit_config(image_size=30), 10, jax.random.key(0))
+    model_lib.build_model(_beit_config(image_size=30), 10, jax.random.key(0))
 
 
 def test_a_224_px_checkpoint_runs_at_112_px_in_the_hybrid():
   c = config_lib.base_config()
   c.beit_path = os.path.join(make_reference.REFERENCE, 'beit_224_at_112')
   c.beit.image_size, c.bert_layers = 112, 1
-  model, params, pretrained, _ = model_lib.from_config(c, 10, jax.random.key(0))
+  model, params, pretrained, _ = model_lib.build_model(c, 10, jax.random.key(0))
   assert model.beit_config.image_size == 112 and model.beit_config.num_channels == 3
   assert all(jax.tree.leaves(pretrained['beit_encoder']))
   assert params['beit_encoder']['relative_position_bias']['relative_position_bias_table'].shape == (13 * 13 + 3, 2)

@@ -27,7 +27,7 @@ def test_stacked_models_match_single_model_training(tiny_config, digits, monkeyp
   fold_pairs = folds_lib.fold_indices(digits.labels, pool, 3, config.seed)
   members = [(lr, k) for lr in (1e-4, 1e-3) for k in (0, 2)]  # K = 4 models: 2 learning rates x 2 folds.
   steps = train.steps_per_epoch(min(len(fold_pairs[k][0]) for _, k in members), config.batch_size)
-  model, loaded, pretrained, _ = model_lib.from_config(config, 10, jax.random.key(0))
+  model, loaded, pretrained, _ = model_lib.build_model(config, 10, jax.random.key(0))
   loaded = jax.device_put(loaded, jax.devices()[0])  # Committed, as weights a user placed with device_put.
 
   def optimizer(lr):

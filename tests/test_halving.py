@@ -68,7 +68,7 @@ def test_a_vectorised_stack_continues_the_models_it_keeps(tiny_config):
   # Halving's `keep` on the vectorised path (the one-by-one path is the test above): models 2 and 0 of a stack of
   # 3, kept after epoch 1, train on as the same two models trained for 2 epochs in a stack of their own.
   digits = cmtl_jax.load_dataset(tiny_config)
-  model, params, pretrained, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  model, params, pretrained, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
   steps = train.steps_per_epoch(len(digits.train), 64)
   tx = optim.from_config(grid.apply_params(tiny_config, {'num_epochs': 2}), steps_per_epoch=steps,
                          pretrained=pretrained)

@@ -25,7 +25,7 @@ def _max_rel(a, b):
 
 @pytest.fixture(name='hybrid')
 def _hybrid(tiny_config):
-  model, params, _, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  model, params, _, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
   assert model.bert_config.attention_probs_dropout_prob > 0  # The dropout bits are part of what is compared.
   params = jax.tree.map(lambda x: x + 0.02 * jax.random.normal(jax.random.key(5), x.shape), params)  # Head != 0.
   return model, params, jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
@@ -109,7 +109,7 @@ def test_every_gelu_layer_computes_erf_and_none_erfc(hybrid):
 
 def test_other_activations_are_left_alone(tiny_config):
   tiny_config.beit.hidden_act = 'relu'
-  model, params, _, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  model, params, _, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
   pixels = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
   text = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, pixels))(params))
   assert text.count(' erf ') == model.bert_config.num_hidden_layers  # BERT's 'gelu' only, not BEiT's relu.

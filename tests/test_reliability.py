@@ -21,7 +21,7 @@ def _fit_stacked(config, digits, members, vmap_width):
   pool = np.sort(np.concatenate([digits.train, digits.val]))
   pairs = folds_lib.fold_indices(digits.labels, pool, 3, config.seed)
   steps = train.steps_per_epoch(min(len(t) for t, _ in pairs), config.batch_size)
-  model, loaded, pretrained, _ = model_lib.from_config(config, 10, train.model_rngs(0)[0])
+  model, loaded, pretrained, _ = model_lib.build_model(config, 10, train.model_rngs(0)[0])
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
   params = model_lib.init_stacked(model, init_rngs, loaded, pretrained)

@@ -47,7 +47,7 @@ def test_groups_of_equal_shape_compile_once(tiny_config, monkeypatch):
 
 def test_a_stacked_epoch_donates_the_state(tiny_config):
   digits = cmtl_jax.load_dataset(tiny_config)
-  model, params, pretrained, _ = model_lib.from_config(tiny_config, 10, jax.random.key(0))
+  model, params, pretrained, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
   tx = optim.from_config(tiny_config, steps_per_epoch=2, pretrained=pretrained)
   for width in (1, 0):
     programs = stacked.make_programs(model, tx, batch_size=64, steps=2, num_classes=10, width=width)
@@ -61,8 +61,8 @@ def test_a_stacked_epoch_donates_the_state(tiny_config):
 def test_bfloat16_computes_in_bf16_and_keeps_float32_params(tiny_config):
   config = tiny_config
   config.dtype = 'bfloat16'
-  model, params, _, _ = model_lib.from_config(config, 10, jax.random.key(0))
-  model32, _, _, _ = model_lib.from_config(grid.apply_params(config, {'dtype': 'float32'}), 10, jax.random.key(0))
+  model, params, _, _ = model_lib.build_model(config, 10, jax.random.key(0))
+  model32, _, _, _ = model_lib.build_model(grid.apply_params(config, {'dtype': 'float32'}), 10, jax.random.key(0))
   pixels = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1), minval=-1, maxval=1)
   jaxpr = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, pixels))(params))
   assert 'bf16' in jaxpr and 'dot_general' in jaxpr
@@ -73,7 +73,7 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_params(tiny_config):
   np.testing.assert_allclose(logits, reference, atol=0.05 * float(jnp.abs(reference).max()) + 1e-3)
   # Training: the params stay float32 and the model learns.
   digits = cmtl_jax.load_dataset(config)
-  _, _, pretrained, _ = model_lib.from_config(config, 10, jax.random.key(0))
+  _, _, pretrained, _ = model_lib.build_model(config, 10, jax.random.key(0))
   steps = train.steps_per_epoch(len(digits.train), config.batch_size)
   tx = optim.from_config(grid.apply_params(config, {'num_epochs': 3}), steps_per_epoch=steps, pretrained=pretrained)
   trained, history = train.fit(model, tx, params, *cmtl_jax.data.stage(digits), digits.train, digits.val,

@@ -136,7 +136,7 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
                  np.sort(test).astype(np.int32), name)
 
 
-def from_config(config, validation: bool = True) -> Dataset:
+def load_dataset(config, validation: bool = True) -> Dataset:
   """The dataset a config names, split into train / val / held-out test; `validation=False` leaves the whole
   training pool in `train` (cross-validation cuts its own folds)."""
   return load(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir, image_key=config.image_key,

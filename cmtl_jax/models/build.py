@@ -56,7 +56,7 @@ def checkpoint_subtrees(pretrained: Optional[dict]) -> frozenset:
 
 def init_params(model: HybridClassifier, rng, loaded: Optional[dict] = None,
                 pretrained: Optional[dict] = None) -> dict:
-  """Initial parameters of `model`: random ones from `rng`; with `loaded` and `pretrained` (as `from_config` or
+  """Initial parameters of `model`: random ones from `rng`; with `loaded` and `pretrained` (as `build_model` or
   `load_pretrained` return them), the checkpoint subtrees are taken from `loaded` and never drawn at random."""
   skip = checkpoint_subtrees(pretrained)
   return {**_init_program(model, skip)(rng), **{k: loaded[k] for k in skip}}
@@ -171,7 +171,7 @@ def beit_overrides(config) -> dict:
   return {k: v for k, v in config.beit.items() if k not in defaults or defaults[k] != v}
 
 
-def from_config(config, num_classes: int, rng):
+def build_model(config, num_classes: int, rng):
   """Builds the classifier a config describes and fills it with its pretrained weights.
 
   Returns:

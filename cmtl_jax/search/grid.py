@@ -251,7 +251,7 @@ class GridSearchCV:
            json.dumps(config.beit.to_dict(), sort_keys=True), config.pooling, config.bridge_norm, config.dtype,
            num_classes)
     if key not in self._models:
-      self._models[key] = model_lib.from_config(config, num_classes, jax.random.key(0))
+      self._models[key] = model_lib.build_model(config, num_classes, jax.random.key(0))
     return self._models[key]
 
   def _init(self, model, config, init_rngs):
@@ -310,7 +310,7 @@ class GridSearchCV:
 
   def prepare(self, dataset: Optional[data.Dataset]) -> data.Dataset:
     """Loads the data, cuts the CV folds and lays out the devices."""
-    dataset = dataset or data.from_config(self.config, validation=False)
+    dataset = dataset or data.load_dataset(self.config, validation=False)
     if self._splits is not None:
       folds_lib.check_splits(self._splits, dataset.test)
       self.folds_ = self._splits
@@ -373,7 +373,7 @@ class GridSearchCV:
     """Trains the best cell on the whole CV pool (train + val) and scores the held-out test split."""
     config = apply_params(self.config, self.best_params_)
     pool = np.sort(np.concatenate([dataset.train, dataset.val]))
-    model, params, pretrained, _ = model_lib.from_config(config, dataset.num_classes, train.model_rngs(config.seed)[0])
+    model, params, pretrained, _ = model_lib.build_model(config, dataset.num_classes, train.model_rngs(config.seed)[0])
     steps = train.steps_per_epoch(len(pool), config.batch_size)
     tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
     self.best_params_tree_, _ = train.fit(
@@ -381,7 +381,7 @@ class GridSearchCV:
         batch_size=config.batch_size, num_classes=dataset.num_classes, rng=train.model_rngs(config.seed)[1],
         eval_batch_size=config.eval_batch_size, label_smoothing=config.label_smoothing, log=None)
     self.best_model_ = model
-    self.test_scores_ = train.evaluate_split(model, self.best_params_tree_, dataset, 'test',
+    self.test_scores_ = train.evaluate(model, self.best_params_tree_, dataset, 'test',
                                              config.eval_batch_size)
 
 

@@ -38,9 +38,14 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   the classifier (`classifier.Classifier.load(workdir)`), when `workdir` is given. Returns the metrics dict.
 
   Raises:
-    ConfigError (a ValueError) for any bad input, before anything is compiled.
+    ConfigError (a ValueError) for any bad input, before anything is compiled; also when `workdir` already holds a
+    saved classifier (`<workdir>/checkpoint`), which this run would otherwise train for and then fail to overwrite.
   """
   config_lib.validate(config)
+  saved = os.path.join(os.path.abspath(workdir), classifier.CHECKPOINT_DIR) if workdir else ''
+  if saved and os.path.exists(saved):
+    raise ConfigError(f'workdir {workdir!r} already holds a trained classifier ({saved}): choose another '
+                      f'--workdir or remove that directory.')
   start = time.perf_counter()
   dataset = data.load_dataset(config)
   if config.batch_size > len(dataset.train):

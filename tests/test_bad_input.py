@@ -148,3 +148,12 @@ def test_grid_cli_with_every_cell_diverged_writes_scores_and_exits_2(tmp_path, d
   results = json.loads((workdir / 'cv_results.json').read_text())
   assert results['mean_test_accuracy'] == [None, None]  # NaN: every fit diverged.
   assert not (workdir / 'summary.md').exists()  # No best cell, no refit model, no summary of one.
+
+
+def test_a_workdir_holding_a_classifier_is_refused_before_any_training(tiny_config, tmp_path, monkeypatch):
+  """Training into a workdir that already has `checkpoint/` would train fully, then fail to save over it."""
+  from cmtl_jax import train  # pylint: disable=g-import-not-at-top
+  (tmp_path / 'checkpoint' / '0').mkdir(parents=True)
+  monkeypatch.setattr(train, 'fit', lambda *a, **k: pytest.fail('trained before refusing'))
+  with pytest.raises(ValueError, match='already holds a trained classifier'):
+    cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path), log=None)

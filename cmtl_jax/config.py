@@ -18,15 +18,19 @@ DECAYS = ('cosine', 'linear', 'constant')
 DTYPES = ('float32', 'bfloat16')
 SEARCHES = ('exhaustive', 'halving')
 METRICS = ('accuracy', 'f1', 'precision', 'recall')  # The scorers (metrics.METRICS), refit choices.
+RESIZE_MODES = ('crop', 'pad')  # How folder images reach image_size (cmtl_jax/data/folder.py).
+ON_BAD_IMAGE = ('error', 'skip')
 
 
 def base_config() -> ml_collections.ConfigDict:
   """Every key the library reads, with its default."""
   c = ml_collections.ConfigDict()
   # Data.
-  c.dataset = 'digits'          # 'digits', 'fashion_mnist', any TFDS dataset prepared as array_record, or
-                                # 'synthetic' (random images of digits' shape: benchmarks without data).
-  c.data_dir = ''               # TFDS data dir; '' = ~/tensorflow_datasets.
+  c.dataset = 'digits'          # 'digits', 'fashion_mnist', 'folder' (your images in data_dir), any TFDS dataset
+                                # prepared as array_record, or 'synthetic' (random images of digits' shape:
+                                # benchmarks without data).
+  c.data_dir = ''               # TFDS data dir ('' = ~/tensorflow_datasets); for 'folder' the image folder:
+                                # PATH/<class>/<image>, or PATH/train/<class>/... + PATH/test/<class>/...
   c.manual_dir = ''             # Where raw files live for builders that need them ('' = builder default).
   c.image_key = 'image'         # Feature names for TFDS datasets other than ours.
   c.label_key = 'label'
@@ -35,6 +39,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.split_seed = 0              # Fixes the test split independently of the training seed.
   c.train_per_class = 0         # Keep at most this many training images per class (0 = all).
   c.gray_to_rgb = False         # Repeat a single image channel to match a 3-channel BEiT.
+  c.data_memory_fraction = 0.5  # Largest share of the device's memory the staged images may take (checked first).
+  # Image folders (dataset='folder'; decoding rules in cmtl_jax/data/folder.py).
+  c.image_size = 0              # Images are stored image_size x image_size (0 = beit.image_size).
+  c.channels = 0                # 1 (grey) or 3 (RGB); 0 = beit.num_channels. Alpha is composited on white.
+  c.resize = 'crop'             # 'crop': shorter side to image_size, centre square; 'pad': longer side, black bars.
+  c.on_bad_image = 'error'      # A file that does not decode: 'error' (one line) or 'skip' (listed in metrics.json).
+  c.prepared_dir = ''           # Where folders are prepared as array_record ('' = ~/tensorflow_datasets).
 
   # Model.
   c.variant = 'hybrid'          # 'hybrid' (BEiT -> BERT layers) or 'beit' (BEiT alone, the ablation baseline).
@@ -184,6 +195,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _choice(config, 'decay', DECAYS)
   _choice(config, 'dtype', DTYPES)
   _choice(config, 'search', SEARCHES)
+  _choice(config, 'resize', RESIZE_MODES)
+  _choice(config, 'on_bad_image', ON_BAD_IMAGE)
+  if config.channels not in (0, 1, 3):
+    raise ConfigError(f'channels must be 1 (grey), 3 (RGB) or 0 (beit.num_channels), got {config.channels!r}.')
+  if config.image_size < 0:
+    raise ConfigError(f'image_size must be >= 0 (0 = beit.image_size), got {config.image_size!r}.')
+  if not 0 < config.data_memory_fraction <= 1:
+    raise ConfigError(f'data_memory_fraction must lie in (0, 1], got {config.data_memory_fraction!r}.')
+  if config.dataset == 'folder' and not config.data_dir:
+    raise ConfigError('dataset folder needs --config.data_dir=PATH, a folder with one sub-folder of images per '
+                      'class.')
   for key in ('learning_rate', 'fresh_lr_multiplier', 'eval_batch_size'):
     _positive(config, key)
   for key in ('batch_size', 'num_epochs', 'eval_batch_size'):

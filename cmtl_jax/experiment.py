@@ -48,6 +48,9 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
                       f'--workdir or remove that directory.')
   start = time.perf_counter()
   dataset = data.load_dataset(config)
+  if dataset.skipped and log:
+    log(f'note: {len(dataset.skipped)} bad image file(s) skipped (listed in metrics.json), e.g. '
+        f'{dataset.skipped[0][0]}: {dataset.skipped[0][1]}')
   if config.batch_size > len(dataset.train):
     raise ConfigError(f'batch_size {config.batch_size} is larger than the training split ({len(dataset.train)} '
                       f'examples): lower --config.batch_size.')
@@ -72,7 +75,8 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
       'test_recall': test['recall'], 'test_per_class': test['per_class'],
       'history': history, 'pretrained': sources, 'seconds': time.perf_counter() - start,
       'machine': machine(), 'dataset': {'name': dataset.name, 'train': len(dataset.train),
-                                        'val': len(dataset.val), 'test': len(dataset.test)},
+                                        'val': len(dataset.val), 'test': len(dataset.test),
+                                        'skipped': [list(entry) for entry in dataset.skipped]},
       'config': config.to_dict(),
   }
   if workdir:

@@ -3,14 +3,19 @@
 - `Digits`: scikit-learn's 1,797 8x8 handwritten digits, shipped inside scikit-learn (the embedded default).
 - `FashionMnistIdx`: Fashion-MNIST from the idx files of Debian's `dataset-fashion-mnist` package (its gzip files
   differ from the ones TFDS's own `fashion_mnist` checks, hence a builder of ours).
-Both store images as uint8 `[H, W, 1]` and use `skip_registration` so they never clash with TFDS's registry.
+- `ImageFolder`: a user's folder of images, one sub-folder per class (`data/folder.py` lists and decodes it), one
+  builder config per folder fingerprint, so a changed folder is prepared again.
+All store images as uint8 `[H, W, C]` and use `skip_registration` so they never clash with TFDS's registry.
 """
 
+import dataclasses
 import gzip
 import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+
+from cmtl_jax.data import folder
 
 FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 FASHION_MNIST_FILES = {
@@ -86,3 +91,53 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     labels = read_idx(os.path.join(directory, labels_file))
     for i, (image, label) in enumerate(zip(images, labels)):
       yield i, {'image': image[..., None], 'label': int(label)}
+
+
+@dataclasses.dataclass(eq=False, repr=False)
+class FolderConfig(tfds.core.BuilderConfig):
+  """One folder at one decoding; `name` is the fingerprint of both (`folder.fingerprint`)."""
+  listing: folder.Listing = None
+  image_size: int = 16
+  channels: int = 1
+  resize: str = 'crop'
+  on_bad_image: str = 'error'
+
+  def __repr__(self):  # TFDS logs the config it was given: the folder, not every file of its listing.
+    return f'FolderConfig({self.name}: {self.listing.root})'
+
+
+class ImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A folder of images decoded by `folder.decode` to uint8 `[image_size, image_size, channels]`.
+
+  Features: `image`, `label` (class names from the sub-folders) and `file` (the path relative to the folder).
+  With `on_bad_image='skip'`, files that do not decode are left out and listed, with their reasons, in the
+  prepared dataset's metadata (`info.metadata['skipped']`: `[[relative path, reason], ...]`); with 'error' the
+  first one raises `folder.BadImageError`.
+  """
+  VERSION = tfds.core.Version('1.0.0')
+
+  def _info(self):
+    c = self.builder_config
+    return tfds.core.DatasetInfo(
+        builder=self, description=f'Images from the folder {c.listing.root}.',
+        features=tfds.features.FeaturesDict({
+            'image': tfds.features.Tensor(shape=(c.image_size, c.image_size, c.channels), dtype=np.uint8),
+            'label': tfds.features.ClassLabel(names=c.listing.class_names),
+            'file': tfds.features.Text(),
+        }), supervised_keys=('image', 'label'), metadata=tfds.core.MetadataDict(skipped=[]))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # The files are the user's folder.
+    return {split: self._generate_examples(files) for split, files in self.builder_config.listing.files.items()}
+
+  def _generate_examples(self, files):
+    c = self.builder_config
+    for relative, label in files:
+      try:
+        image = folder.decode(os.path.join(c.listing.root, relative), c.image_size, c.channels, c.resize)
+      except folder.BadImageError as e:
+        if c.on_bad_image == 'error':
+          raise
+        self.info.metadata['skipped'].append([relative, str(e).split(': ', 1)[1]])
+        continue
+      yield relative, {'image': image, 'label': label, 'file': relative}

@@ -8,10 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cmtl_jax import train
+from cmtl_jax import data
+from cmtl_jax.data import folder
 from cmtl_jax.models import build as model_lib
 from cmtl_jax.models.configs import BeitConfig, BertConfig
-from cmtl_jax.errors import MissingPathError
+from cmtl_jax.errors import ConfigError, MissingPathError
 
 CHECKPOINT_DIR = 'checkpoint'
 
@@ -29,14 +30,30 @@ def save(workdir: str, params, metadata: dict, step: int = 0) -> str:
 
 @dataclasses.dataclass
 class Classifier:
-  """A model with its trained parameters, ready to predict."""
+  """A model with its trained parameters, ready to predict.
+
+  Images given to `predict` / `predict_proba` follow `data.as_uint8_images`: `[H, W]`, `[N, H, W]` or
+  `[N, H, W, C]`; uint8, integers in 0..255, or floats in [0, 1]; anything else raises ConfigError. C must be the
+  model's channel count, or 1 for a 3-channel model (grey repeated). Image files are read by
+  `read_images`, with the decoding and size the classifier was trained with.
+  """
   model: model_lib.HybridClassifier
   params: dict
   metadata: dict
+  _proba: object = dataclasses.field(default=None, init=False, repr=False)
 
   @property
   def class_names(self):
     return tuple(self.metadata['class_names'])
+
+  @property
+  def decoding(self) -> dict:
+    """How image files are read for this classifier, as its training images were stored: `image_size`,
+    `channels` (the saved `image_shape`; classifiers saved without one: BEiT's size and channels) and `resize`."""
+    beit = self.model.beit_config
+    height, _, channels = self.metadata.get('image_shape') or (beit.image_size, None, beit.num_channels)
+    return {'image_size': height, 'channels': channels,
+            'resize': (self.metadata.get('config') or {}).get('resize', 'crop')}
 
   @classmethod
   def load(cls, workdir: str) -> 'Classifier':
@@ -57,11 +74,59 @@ class Classifier:
       params = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract))).params
     return cls(model, params, metadata)
 
+  def _batch_proba(self):
+    """The one compiled program: uint8 `[batch, H, W, C]` -> float32 probabilities `[batch, classes]`."""
+    if self._proba is None:
+      beit = self.model.beit_config
+
+      def proba(params, images):
+        pixels = data.preprocess(images, beit.image_size, beit.num_channels)
+        logits = self.model.apply({'params': params}, pixels, train=False)
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+      self._proba = jax.jit(proba)
+    return self._proba
+
+  def predict_proba(self, images, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities, float32 `[N, num_classes]`, for images of any kind `data.as_uint8_images` takes.
+
+    Runs in batches of `min(batch_size, N)` images (the last one padded), so one program is compiled per image
+    shape and batch, not per call size. Raises ConfigError for images of another kind or channel count.
+    """
+    images = data.as_uint8_images(images)
+    channels = self.model.beit_config.num_channels
+    if images.shape[-1] not in (channels, 1):
+      raise ConfigError(f'images have {images.shape[-1]} channel(s) but the classifier takes {channels}'
+                        f'{" (or 1, repeated)" if channels == 3 else ""}.')
+    n = images.shape[0]
+    batch = min(batch_size, n)
+    padded = np.concatenate([images, np.zeros((-n % batch,) + images.shape[1:], np.uint8)])
+    proba = self._batch_proba()
+    out = [np.asarray(proba(self.params, padded[i:i + batch])) for i in range(0, len(padded), batch)]
+    return np.concatenate(out)[:n]
+
   def predict(self, images, batch_size: int = 256) -> np.ndarray:
-    """Class indices `[N]` for uint8 images `[N, H, W, C]` or `[N, H, W]` (resized like the training images)."""
-    images = np.asarray(images, np.uint8)
-    if images.ndim == 3:
-      images = images[..., None]
-    predict = jax.jit(train.make_predict(self.model, batch_size=batch_size))
-    predictions, _ = predict(self.params, jnp.asarray(images), jnp.arange(images.shape[0], dtype=jnp.int32))
-    return np.asarray(predictions)
+    """Class indices, int `[N]`: the argmax of `predict_proba` (same images, same rules)."""
+    return np.argmax(self.predict_proba(images, batch_size), axis=-1)
+
+  def read_images(self, paths, on_bad_image: str = 'error'):
+    """Image files and folders (read recursively with the folder dataset's rules) -> `(names, uint8 images
+    [N, H, W, C], skipped)`, decoded as the training images were stored (`data.folder.decode` with `decoding`).
+
+    Raises:
+      ConfigError: a missing path, no image files, or (with `on_bad_image='error'`) a file that does not decode;
+        with 'skip' such files are returned in `skipped` as `(path, reason)`.
+    """
+    d = self.decoding
+    names, images, skipped = [], [], []
+    for path in folder.image_files(paths):
+      try:
+        images.append(folder.decode(path, d['image_size'], d['channels'], d['resize']))
+        names.append(path)
+      except folder.BadImageError as e:
+        if on_bad_image == 'error':
+          raise
+        skipped.append((path, str(e).split(': ', 1)[1]))
+    if not images:
+      raise ConfigError(f'no image files ({", ".join(folder.EXTENSIONS)}) to predict in {", ".join(paths)}.')
+    return names, np.stack(images), skipped

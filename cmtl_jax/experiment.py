@@ -85,6 +85,7 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
                 'bert_config': model.bert_config.to_dict() if model.bert_config else None,
                 'class_names': list(dataset.class_names), 'pooling': model.pooling,
                 'bridge_norm': model.bridge_norm, 'dtype': jnp.dtype(model.dtype).name, 'pretrained': sources,
+                'image_shape': list(dataset.images.shape[1:]),  # How image files are read for prediction.
                 'config': config.to_dict()}
     classifier.save(workdir, params, metadata)
     with report.atomic(os.path.join(workdir, 'metrics.json')) as tmp, open(tmp, 'w') as f:

@@ -63,4 +63,7 @@ def test_cli_train_then_predict(tmp_path, data_dir):
                         f'--images={tmp_path / "x.npy"}'], cwd=REPO, capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-2000:]
   lines = run.stdout.strip().splitlines()
-  assert len(lines) == 3 and lines[0].startswith(f'{tmp_path / "x.npy"}[0]\t')
+  assert len(lines) == 4 and lines[0].startswith(f'{tmp_path / "x.npy"}[0]\t')
+  assert lines[3].startswith('3 image(s): ') and lines[3].endswith(f'probabilities in {workdir / "predictions.csv"}')
+  with open(workdir / 'predictions.csv') as f:
+    assert len(f.read().strip().splitlines()) == 4  # The header and one row per image.

@@ -155,7 +155,10 @@ def device_memory_bytes(device: Optional[jax.Device] = None) -> int:
 
 
 def _bytes(n: float) -> str:
-  return f'{n / 2**30:.2f} GiB' if n >= 2**30 else f'{n / 2**20:.1f} MiB'
+  for unit, size in (('GiB', 2**30), ('MiB', 2**20), ('KiB', 2**10)):
+    if n >= size:
+      return f'{n / size:.{2 if unit == "GiB" else 1}f} {unit}'
+  return f'{n} bytes'
 
 
 def check_memory(num_images: int, shape, fraction: float) -> None:

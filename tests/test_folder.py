@@ -331,6 +331,10 @@ def untrained(tiny_config, tmp_path):
   """A saved 3-class BEiT classifier at 8 px (random weights): prediction without training."""
   tiny_config.variant = 'beit'
   model, params, _, sources = model_lib.build_model(tiny_config, 3, jax.random.key(1))
+  # The head starts at zero (every input uniform): random weights everywhere make predictions depend on pixels.
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(2), len(leaves))
+  params = jax.tree.unflatten(tree, [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
   metadata = {'beit_config': model.beit_config.to_dict(), 'bert_config': None, 'class_names': ['x', 'y', 'z'],
               'pooling': model.pooling, 'bridge_norm': model.bridge_norm, 'dtype': 'float32', 'pretrained': sources,
               'image_shape': [8, 8, 1], 'config': tiny_config.to_dict()}
@@ -342,6 +346,7 @@ def test_predict_takes_one_grey_image_and_floats_by_the_same_rule(untrained):
   images = RNG.integers(0, 256, (4, 8, 8), dtype=np.uint8)
   want = untrained.predict_proba(images)
   assert want.shape == (4, 3) and np.allclose(want.sum(-1), 1, atol=1e-5)
+  assert np.ptp(want[:, 0]) > 0.01  # The probabilities depend on the pixels.
   np.testing.assert_allclose(untrained.predict_proba(images[0]), want[:1], atol=1e-6)  # [H, W].
   np.testing.assert_allclose(untrained.predict_proba(images / 255.0), want, atol=1e-6)  # Floats in [0, 1].
   assert untrained.predict(images / 255.0).tolist() == np.argmax(want, -1).tolist()
@@ -382,7 +387,7 @@ def test_predict_on_a_folder_of_200_images_compiles_once_and_its_csv_agrees(untr
     rows = list(csv.DictReader(f))
   decoded = np.stack([folder.decode(path, 8, 1) for path in paths])
   want = dict(zip(paths, untrained.predict_proba(decoded)))
-  assert len(rows) == 200
+  assert len(rows) == 200 and len({row['class_name'] for row in rows}) > 1
   for row in rows:
     p = want[row['file']]
     assert int(row['class_index']) == np.argmax(p) and row['class_name'] == 'xyz'[np.argmax(p)]

@@ -58,6 +58,12 @@ BAD_CONFIG = [
     ('beit.patch_size', 3, 'beit.image_size 8 is not a multiple of beit.patch_size 3'),
     ('beit.hidden_size', 33, 'beit.hidden_size 33 is not divisible by beit.num_attention_heads 2'),
     ('beit.image_sizes', 1, "unknown config key 'beit.image_sizes': nearest valid keys: beit.image_size"),
+    ('resize', 'stretch', "unknown resize 'stretch': choose one of crop, pad"),
+    ('on_bad_image', 'ignore', "unknown on_bad_image 'ignore': choose one of error, skip"),
+    ('channels', 2, 'channels must be 1 (grey), 3 (RGB) or 0 (beit.num_channels), got 2'),
+    ('image_size', -8, 'image_size must be >= 0'),
+    ('data_memory_fraction', 0.0, 'data_memory_fraction must lie in (0, 1]'),
+    ('data_memory_fraction', 1.5, 'data_memory_fraction must lie in (0, 1]'),
 ]
 
 

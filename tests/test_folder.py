@@ -6,6 +6,8 @@ import io
 import json
 import os
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -175,6 +177,12 @@ def test_folder_mistakes_are_one_line(tmp_path, make, message):
   make(root)
   with pytest.raises(ConfigError, match=message):
     _load(root, tmp_path)
+
+
+def test_a_folder_dataset_needs_its_path(tiny_config):
+  tiny_config.dataset, tiny_config.data_dir = 'folder', ''
+  with pytest.raises(ConfigError, match='dataset folder needs --config.data_dir=PATH'):
+    cmtl_jax.train_and_evaluate(tiny_config, '', log=None)
 
 
 def test_a_class_smaller_than_cv_is_named(tiny_config, tmp_path):
@@ -392,3 +400,28 @@ def test_predict_on_a_folder_of_200_images_compiles_once_and_its_csv_agrees(untr
     p = want[row['file']]
     assert int(row['class_index']) == np.argmax(p) and row['class_name'] == 'xyz'[np.argmax(p)]
     np.testing.assert_allclose([float(row[f'p_{c}']) for c in 'xyz'], p, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_cli_makes_a_folder_trains_on_it_and_predicts_it(tmp_path):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  images, workdir = tmp_path / 'digits', tmp_path / 'run'
+
+  def run(*args):
+    out = subprocess.run([sys.executable, '-m', *args], cwd=repo, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+  run('experiments.make_image_folder', f'--out={images}', '--source=digits', '--per_class=20')
+  assert sorted(os.listdir(images)) == [str(i) for i in range(10)]
+  run('experiments.train', '--config=experiments/configs/folder.py', f'--config.data_dir={images}',
+      f'--config.prepared_dir={tmp_path / "prepared"}', f'--workdir={workdir}', '--config.num_epochs=1',
+      '--config.batch_size=16', '--config.bert_layers=1', '--config.beit.image_size=8',
+      '--config.beit.hidden_size=32', '--config.beit.num_attention_heads=2', '--config.beit.intermediate_size=64')
+  with open(workdir / 'metrics.json') as f:
+    assert json.load(f)['dataset']['test'] == 40  # 20 % of 10 x 20 images.
+  out = run('experiments.predict', f'--workdir={workdir}', f'--images={images}')
+  assert out.strip().splitlines()[-1].startswith('200 image(s): ')
+  with open(workdir / 'predictions.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 200 and set(rows[0]) == {'file', 'class_index', 'class_name'} | {f'p_{i}' for i in range(10)}

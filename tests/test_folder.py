@@ -374,6 +374,16 @@ def test_predict_cli_reads_npy_of_one_grey_image_and_of_floats(untrained, tmp_pa
   np.testing.assert_allclose(proba, np.concatenate([want[:1], want]), atol=1e-6)
 
 
+def test_predict_on_files_names_a_bad_file_or_skips_it(untrained, tmp_path):
+  good = _save(tmp_path / 'in' / 'good.png', Image.fromarray(np.full((8, 8), 7, np.uint8), 'L'))
+  (tmp_path / 'in' / 'bad.jpg').write_text('no')
+  with pytest.raises(folder.BadImageError, match=re.escape(f'{tmp_path / "in" / "bad.jpg"}: not an image')):
+    predict_cli.predict_paths(untrained, [str(tmp_path / 'in')])
+  names, proba, skipped = predict_cli.predict_paths(untrained, [str(tmp_path / 'in')], on_bad_image='skip')
+  assert names == [good] and proba.shape == (1, 3)
+  assert skipped == [(str(tmp_path / 'in' / 'bad.jpg'), 'not an image Pillow can read (its extension says it is one)')]
+
+
 def test_predict_on_a_folder_of_200_images_compiles_once_and_its_csv_agrees(untrained, tmp_path, monkeypatch):
   root = tmp_path / 'photos'
   paths = []

@@ -126,7 +126,7 @@ class Classifier:
       except folder.BadImageError as e:
         if on_bad_image == 'error':
           raise
-        skipped.append((path, str(e).split(': ', 1)[1]))
+        skipped.append((path, e.reason))
     if not images:
       raise ConfigError(f'no image files ({", ".join(folder.EXTENSIONS)}) to predict in {", ".join(paths)}.')
     return names, np.stack(images), skipped

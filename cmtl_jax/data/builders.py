@@ -138,6 +138,6 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       except folder.BadImageError as e:
         if c.on_bad_image == 'error':
           raise
-        self.info.metadata['skipped'].append([relative, str(e).split(': ', 1)[1]])
+        self.info.metadata['skipped'].append([relative, e.reason])
         continue
       yield relative, {'image': image, 'label': label, 'file': relative}

@@ -24,7 +24,6 @@ from typing import Optional
 
 import numpy as np
 
-from cmtl_jax.config import ON_BAD_IMAGE, RESIZE_MODES  # pylint: disable=unused-import
 from cmtl_jax.errors import ConfigError, MissingPathError
 
 EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp')
@@ -33,7 +32,11 @@ SPLITS = ('train', 'test')
 
 
 class BadImageError(ConfigError):
-  """A file with an image extension that does not decode: the message names the file and the reason."""
+  """A file with an image extension that does not decode: the message is `<path>: <reason>`."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f'{path}: {reason}')
+    self.path, self.reason = path, reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +184,7 @@ def decode(path: str, image_size: Optional[int], channels: int, resize: str = 'c
   """
   from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
   if os.path.getsize(path) == 0:
-    raise BadImageError(f'{path}: empty file (0 bytes)')
+    raise BadImageError(path, 'empty file (0 bytes)')
   try:
     with Image.open(path) as image:
       image.seek(0)
@@ -192,9 +195,9 @@ def decode(path: str, image_size: Optional[int], channels: int, resize: str = 'c
         image = _resize(image, image_size, resize)
       pixels = np.asarray(image, np.uint8)
   except UnidentifiedImageError:
-    raise BadImageError(f'{path}: not an image Pillow can read (its extension says it is one)') from None
+    raise BadImageError(path, 'not an image Pillow can read (its extension says it is one)') from None
   except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
-    raise BadImageError(f'{path}: truncated or corrupt image ({e})') from None
+    raise BadImageError(path, f'truncated or corrupt image ({e})') from None
   return pixels.reshape(pixels.shape[:2] + (channels,))
 
 

@@ -171,6 +171,9 @@ def test_train_test_layout_keeps_the_given_test_split(tmp_path):
     (lambda r: _save(r / 'loose.png', Image.new('L', (4, 4))), 'no images found .*images but no class sub-folders'),
     (lambda r: (_class_folder(r / 'train', [3, 3]), _class_folder(r / 'test', [1, 1, 1])),
      'has class folders the training split lacks: class_2'),
+    (lambda r: (_class_folder(r / 'train', [3, 3]), _class_folder(r / 'test', [1, 1]), os.makedirs(r / 'val')),
+     r'has train/ and test/ beside other folders \(val\)'),
+    (lambda r: _class_folder(r / 'train', [3, 3]), r"single class folder 'train'.*add test/ beside train/"),
 ])
 def test_folder_mistakes_are_one_line(tmp_path, make, message):
   root = tmp_path / 'images'

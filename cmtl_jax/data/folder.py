@@ -97,7 +97,11 @@ def list_folder(root: str) -> Listing:
     raise MissingPathError(f'image folder {root!r} does not exist: set --config.data_dir to a folder with one '
                            f'sub-folder of images per class.')
   subfolders = _subfolders(root)
-  split_layout = 'train' in subfolders and 'test' in subfolders and len(subfolders) == 2
+  split_layout = 'train' in subfolders and 'test' in subfolders
+  others = sorted(set(subfolders) - set(SPLITS))
+  if split_layout and others:
+    raise ConfigError(f'{root} has train/ and test/ beside other folders ({", ".join(others)}): keep either '
+                      f'train/ + test/ of class folders, or only class folders.')
   class_names = tuple(_subfolders(os.path.join(root, 'train')) if split_layout else subfolders)
   if not class_names:
     where = os.path.join(root, 'train') if split_layout else root
@@ -105,8 +109,9 @@ def list_folder(root: str) -> Listing:
     raise ConfigError(f'no images found in {where}: it has {found}; expected {where}/<class>/<image> with one '
                       f'sub-folder per class.')
   if len(class_names) == 1:
+    hint = ' (for a given test split add test/ beside train/)' if class_names == ('train',) else ''
     raise ConfigError(f'{root} has a single class folder {class_names[0]!r}: a classifier needs at least 2 '
-                      f'classes (one sub-folder each).')
+                      f'classes (one sub-folder each){hint}.')
   if split_layout:
     stray = sorted(set(_subfolders(os.path.join(root, 'test'))) - set(class_names))
     if stray:

@@ -286,6 +286,23 @@ def test_memory_check_stops_an_oversized_dataset_before_anything_is_prepared(tmp
     data.load('digits', data_dir=data_dir)
 
 
+def test_a_split_beyond_tfds_write_buffer_without_tensorflow_is_one_line(tmp_path, monkeypatch):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core import shuffle  # pylint: disable=g-import-not-at-top
+  find_spec = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, 'find_spec',
+                      lambda name, *a: None if name == 'tensorflow' else find_spec(name, *a))  # No TensorFlow.
+  monkeypatch.setattr(shuffle, 'MAX_MEM_BUFFER_SIZE', 1000)  # A small buffer: the folder's 12 images pass it.
+  calls = _count_preparations(monkeypatch)
+  root = _class_folder(tmp_path / 'images', [6, 6])
+  with pytest.raises(ConfigError, match=r'preparing the train split of .* \(12 images of 64 bytes, .*\) passes '
+                     r"TFDS's 1000 bytes write buffer, beyond which TFDS needs TensorFlow"):
+    _load(root, tmp_path)
+  assert calls == []
+  monkeypatch.setattr(shuffle, 'MAX_MEM_BUFFER_SIZE', 10**6)
+  assert len(_load(root, tmp_path).images) == 12
+
+
 def test_train_per_class_stages_only_the_images_the_splits_use(data_dir):
   full = data.load('digits', data_dir=data_dir)
   small = data.load('digits', data_dir=data_dir, train_per_class=5, val_fraction=0.4)

@@ -140,8 +140,25 @@ def _folder_builder(listing, prepared_dir: str, image_size: int, channels: int, 
                                  image_size=image_size, channels=channels, resize=resize, on_bad_image=on_bad_image)
   builder = builders.ImageFolder(config=config, data_dir=os.path.expanduser(prepared_dir) if prepared_dir else None,
                                  file_format='array_record')
-  builder.download_and_prepare()
+  if not builder.is_prepared():
+    _check_tfds_buffer(listing, image_size * image_size * channels)
+    builder.download_and_prepare()
   return builder
+
+
+def _check_tfds_buffer(listing, image_bytes: int) -> None:
+  """TFDS writes a split through an in-memory buffer of 1000 MiB and spills beyond it with `tf.io.gfile`, which
+  needs TensorFlow: without it, a split that large would fail deep inside TFDS after decoding up to 1000 MiB."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core import shuffle  # pylint: disable=g-import-not-at-top
+  if importlib.util.find_spec('tensorflow'):
+    return
+  for split, files in listing.files.items():
+    size = sum(image_bytes + len(relative.encode()) + 64 for relative, _ in files)  # 64: the record's framing.
+    if size > shuffle.MAX_MEM_BUFFER_SIZE:
+      raise ConfigError(f'preparing the {split} split of {listing.root} ({len(files)} images of {image_bytes} bytes, '
+                        f'{_bytes(size)}) passes TFDS\'s {_bytes(shuffle.MAX_MEM_BUFFER_SIZE)} write buffer, beyond '
+                        f'which TFDS needs TensorFlow: lower --config.image_size, or pip install tensorflow-cpu.')
 
 
 def device_memory_bytes(device: Optional[jax.Device] = None) -> int:

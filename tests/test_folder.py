@@ -222,6 +222,7 @@ def test_bad_file_errors_with_its_name_or_is_skipped_and_counted(tmp_path, name,
   ds = _load(root, tmp_path, on_bad_image='skip')
   assert len(ds.images) == 12 and len(ds.skipped) == 1
   assert ds.skipped[0][0] == os.path.join('class_1', name) and ds.skipped[0][1].startswith(reason)
+  assert _load(root, tmp_path, on_bad_image='skip').skipped == ds.skipped  # Read back from the prepared metadata.
 
 
 def test_skipped_files_reach_metrics_json(tiny_config, tmp_path):

@@ -1,5 +1,7 @@
-"""A trained classifier on disk: an orbax checkpoint of its params plus the JSON metadata needed to rebuild it."""
+"""A trained classifier on disk: an orbax checkpoint of its params plus the JSON metadata needed to rebuild it;
+prediction on arrays, image files and folders, and the predictions CSV."""
 
+import csv
 import dataclasses
 import os
 
@@ -130,3 +132,32 @@ class Classifier:
     if not images:
       raise ConfigError(f'no image files ({", ".join(folder.EXTENSIONS)}) to predict in {", ".join(paths)}.')
     return names, np.stack(images), skipped
+
+  def predict_paths(self, paths, batch_size: int = 256, on_bad_image: str = 'error'):
+    """`(names [N], probabilities float32 [N, classes], skipped)` for `.npy` arrays (any kind
+    `data.as_uint8_images` takes; images named `file[i]`), image files and folders, in the order given; the image
+    files of all entries are read by `read_images` and predicted together (one program)."""
+    names, chunks, files, skipped = [], [], [], []
+    for path in paths:
+      if path.endswith('.npy') and os.path.isfile(path):
+        images = data.as_uint8_images(np.load(path), path)
+        names += [f'{path}[{i}]' for i in range(len(images))]
+        chunks.append(self.predict_proba(images, batch_size))
+      else:
+        files.append(path)
+    if files:
+      file_names, images, skipped = self.read_images(files, on_bad_image)
+      names += file_names
+      chunks.append(self.predict_proba(images, batch_size))
+    return names, np.concatenate(chunks), skipped
+
+
+def write_predictions(path: str, names, probabilities, class_names) -> None:
+  """A CSV with one row per image: `file`, `class_index`, `class_name` (the most probable class), then
+  `p_<class name>` for every class (probabilities, 6 significant digits)."""
+  with open(path, 'w', newline='') as f:
+    writer = csv.writer(f)
+    writer.writerow(['file', 'class_index', 'class_name'] + [f'p_{name}' for name in class_names])
+    for name, p in zip(names, probabilities):
+      label = int(np.argmax(p))
+      writer.writerow([name, label, class_names[label]] + [f'{v:.6g}' for v in p])

@@ -22,7 +22,6 @@ from cmtl_jax.data import folder
 from cmtl_jax.data import loading
 from cmtl_jax.errors import ConfigError
 from cmtl_jax.models import build as model_lib
-from experiments import predict as predict_cli
 
 from conftest import count_compilations
 
@@ -385,11 +384,11 @@ def test_predict_takes_one_grey_image_and_floats_by_the_same_rule(untrained):
     untrained.predict(np.zeros((2, 8, 8, 3), np.uint8))
 
 
-def test_predict_cli_reads_npy_of_one_grey_image_and_of_floats(untrained, tmp_path):
+def test_predict_paths_reads_npy_of_one_grey_image_and_of_floats(untrained, tmp_path):
   images = RNG.integers(0, 256, (3, 8, 8), dtype=np.uint8)
   np.save(tmp_path / 'one.npy', images[0])
   np.save(tmp_path / 'floats.npy', images / 255.0)
-  names, proba, _ = predict_cli.predict_paths(untrained, [str(tmp_path / 'one.npy'), str(tmp_path / 'floats.npy')])
+  names, proba, _ = untrained.predict_paths([str(tmp_path / 'one.npy'), str(tmp_path / 'floats.npy')])
   assert names == [f'{tmp_path / "one.npy"}[0]'] + [f'{tmp_path / "floats.npy"}[{i}]' for i in range(3)]
   want = untrained.predict_proba(images)
   np.testing.assert_allclose(proba, np.concatenate([want[:1], want]), atol=1e-6)
@@ -399,8 +398,8 @@ def test_predict_on_files_names_a_bad_file_or_skips_it(untrained, tmp_path):
   good = _save(tmp_path / 'in' / 'good.png', Image.fromarray(np.full((8, 8), 7, np.uint8), 'L'))
   (tmp_path / 'in' / 'bad.jpg').write_text('no')
   with pytest.raises(folder.BadImageError, match=re.escape(f'{tmp_path / "in" / "bad.jpg"}: not an image')):
-    predict_cli.predict_paths(untrained, [str(tmp_path / 'in')])
-  names, proba, skipped = predict_cli.predict_paths(untrained, [str(tmp_path / 'in')], on_bad_image='skip')
+    untrained.predict_paths([str(tmp_path / 'in')])
+  names, proba, skipped = untrained.predict_paths([str(tmp_path / 'in')], on_bad_image='skip')
   assert names == [good] and proba.shape == (1, 3)
   assert skipped == [(str(tmp_path / 'in' / 'bad.jpg'), 'not an image Pillow can read (its extension says it is one)')]
 
@@ -416,12 +415,12 @@ def test_predict_on_a_folder_of_200_images_compiles_once_and_its_csv_agrees(untr
   (root / 'part0' / '.DS_Store').write_bytes(b'junk')
   names, stop = count_compilations(monkeypatch)
   try:
-    files, proba, skipped = predict_cli.predict_paths(untrained, [str(root)], batch_size=64)
+    files, proba, skipped = untrained.predict_paths([str(root)], batch_size=64)
   finally:
     stop()
   assert names == ['jit(proba)']  # One program for 4 batches of 64 (the last padded), not one per file.
   assert sorted(files) == sorted(paths) and not skipped
-  predict_cli.write_csv(str(tmp_path / 'predictions.csv'), files, proba, untrained.class_names)
+  classifier_lib.write_predictions(str(tmp_path / 'predictions.csv'), files, proba, untrained.class_names)
   with open(tmp_path / 'predictions.csv') as f:
     rows = list(csv.DictReader(f))
   decoded = np.stack([folder.decode(path, 8, 1) for path in paths])

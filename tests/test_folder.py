@@ -164,7 +164,7 @@ def test_train_test_layout_keeps_the_given_test_split(tmp_path):
 
 
 @pytest.mark.parametrize('make,message', [
-    (lambda r: (os.makedirs(r / 'a'), _class_folder(r, [3]) and None), "class folder .*/a has no images"),
+    (lambda r: (os.makedirs(r / 'a'), _class_folder(r, [3])), "class folder .*/a has no images"),
     (lambda r: _class_folder(r, [3]), "has a single class folder 'class_0'"),
     (lambda r: os.makedirs(r), 'no images found in .*: it has no class sub-folders'),
     (lambda r: _save(r / 'loose.png', Image.new('L', (4, 4))), 'no images found .*images but no class sub-folders'),

@@ -163,7 +163,8 @@ def test_inner_selection_sees_only_outer_training_indices(tiny_config, tmp_path,
 
 def test_each_arm_records_its_own_choice_per_outer_fold(tiny_config, tmp_path):
   # A real tiny run: BEiT alone (every weight fresh) learns only at the larger learning rate, the hybrid's
-  # pretrained post-LN BERT layer only at the smaller one.
+  # pretrained post-LN BERT layer (MiniLM's first: the stand-in learns at both) only at the smaller one.
+  tiny_config.bert_path = ''
   config = _nested_config(tiny_config)
   config.cv, config.inner_cv, config.num_epochs, config.batch_size = 2, 1, 2, 32
   config.grid = {'learning_rate': (1e-5, 3e-3)}
@@ -266,7 +267,7 @@ def test_ablation_writes_a_filled_report(tiny_config, tmp_path, recorded):
   for name in ('beit', 'hybrid', 'logistic_regression', 'chance'):
     assert f'{table[name]["accuracy"]["mean"]:.4f} ± {table[name]["accuracy"]["std"]:.4f}' in report
   assert 'logistic regression (pixels)' in report and 'chance (most frequent class)' in report
-  assert 'fresh (not pretrained)' in report and 'packaged all-MiniLM-L6-v2' in report
+  assert 'fresh (not pretrained)' in report and tiny_config.bert_path in report  # Each side's source.
   assert 'the 8 x 8 px images are resized to 8 x 8' in report and 'learning_rate ∈ {0.0001, 0.001}' in report
   assert '| 10 |' in report and '| 20 |' in report and 'python -m experiments.ablation' in report
   assert report.count('`hybrid` vs `hybrid_random_bert`') + report.count(

@@ -61,7 +61,10 @@ def test_a_wrong_round_is_caught(monkeypatch):
 
 def test_a_train_epoch_is_the_one_with_default_keys(tiny_config, monkeypatch):
   """The training epoch (dropout and drop-path bits from the unrolled keys) ends with the same parameters and
-  loss, bit for bit, as the same epoch with jax's own threefry keys."""
+  loss, bit for bit, as the same epoch with jax's own threefry keys. With MiniLM's first layer: the two programs
+  differ only in how the key bits are computed, and XLA may fuse the rest differently for other shapes (the
+  stand-in BERT's differ in the last float32 bit)."""
+  tiny_config.bert_path = ''  # The packaged MiniLM.
   model, params, pretrained, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
   assert model.bert_config.hidden_dropout_prob > 0 and tiny_config.beit.drop_path_rate > 0  # Bits are drawn.
   tx = optim.from_config(tiny_config, steps_per_epoch=3, pretrained=pretrained)

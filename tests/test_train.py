@@ -13,11 +13,10 @@ from cmtl_jax.models import checkpoints
 from tests.conftest import TINY_BEIT
 
 
-def _tiny_setup(minilm, variant='hybrid'):
-  minilm.config = minilm.config.replace(num_hidden_layers=1)
-  minilm.params['encoder']['layer'] = {'0': minilm.params['encoder']['layer']['0']}
+def _tiny_setup(bert_path, variant='hybrid'):
+  """The tiny BEiT and (hybrid) the first layer of the stand-in BERT at `bert_path`, 4 classes."""
   beit = checkpoints.load_beit('', TINY_BEIT)
-  bert = minilm if variant == 'hybrid' else None
+  bert = checkpoints.load_bert(bert_path, 1) if variant == 'hybrid' else None
   model = model_lib.build(beit.config, bert.config if bert else None, 4)
   params = model_lib.init_params(model, jax.random.key(0))
   params, pretrained = model_lib.load_pretrained(params, bert.params if bert else None, None)
@@ -25,8 +24,8 @@ def _tiny_setup(minilm, variant='hybrid'):
 
 
 @pytest.mark.parametrize('variant,optimizer', [('hybrid', 'adam'), ('hybrid', 'sgdm'), ('beit', 'adam')])
-def test_steps_on_one_batch_drive_the_loss_down(minilm, variant, optimizer):
-  model, params, pretrained = _tiny_setup(minilm, variant)
+def test_steps_on_one_batch_drive_the_loss_down(stand_in_bert, variant, optimizer):
+  model, params, pretrained = _tiny_setup(stand_in_bert, variant)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (8, 8, 8, 1)), jnp.uint8)
   labels = jnp.asarray(np.arange(8) % 4, jnp.int32)
@@ -96,8 +95,8 @@ def test_schedule_warms_up_then_decays():
   assert float(shape(5)) == pytest.approx(0.5)
 
 
-def test_evaluate_counts_only_valid_indices(minilm):
-  model, params, _ = _tiny_setup(minilm)
+def test_evaluate_counts_only_valid_indices(stand_in_bert):
+  model, params, _ = _tiny_setup(stand_in_bert)
   images = jnp.zeros((5, 8, 8, 1), jnp.uint8)
   labels = jnp.array([0, 1, 2, 3, 0], jnp.int32)
   evaluate = jax.jit(train.make_evaluate(model, num_classes=4, batch_size=2))
@@ -115,8 +114,8 @@ def test_weight_decay_skips_vectors():
   assert isinstance(tx, optax.GradientTransformation)
 
 
-def test_fit_takes_a_legacy_raw_key_as_its_typed_twin_and_other_prng_impls(minilm):
-  model, params, pretrained = _tiny_setup(minilm)
+def test_fit_takes_a_legacy_raw_key_as_its_typed_twin_and_other_prng_impls(stand_in_bert):
+  model, params, pretrained = _tiny_setup(stand_in_bert)
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (96, 8, 8, 1)), jnp.uint8)
   labels = jnp.asarray(np.arange(96) % 4, jnp.int32)
   tx = optim.make_optimizer('adam', 1e-3, total_steps=4)

@@ -26,7 +26,7 @@ def get_config():
   c.dataset = 'fashion_mnist'
   c.beit.image_size = 12
   c.cv = 3
-  c.num_epochs = 24
+  c.num_epochs = 48
   c.min_steps = 300
   c.arms = ('beit', 'hybrid', 'hybrid_random_bert')
   c.curve_arms = ('beit', 'hybrid', 'hybrid_random_bert')

@@ -49,3 +49,28 @@ def linear_probe(config: BeitConfig, params: dict, dataset: data.Dataset, *, C: 
   return {'train_accuracy': float(probe.score(x_train, dataset.labels[train])),
           'test_accuracy': float(probe.score(x_test, dataset.labels[dataset.test])),
           'num_train': int(len(train)), 'num_test': int(len(dataset.test))}
+
+
+def probe_config(config, log=print) -> dict:
+  """The linear probe of the BEiT a config names on its dataset: `config.beit_path` (e.g. a pretraining run's
+  `<workdir>/beit`), or with `beit_path` '' a fresh BEiT from `beit.*` initialised from `config.seed` (the
+  random-features baseline). Returns `linear_probe`'s dict with `beit` (where the weights came from).
+
+  Raises:
+    ConfigError: bad config keys, unreadable weights, channels that do not fit.
+  """
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
+  config_lib.validate(config)
+  dataset = data.load_dataset(config)
+  checkpoint = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict())
+  beit_config, params = checkpoint.config, checkpoint.params
+  data.check_channels(dataset, beit_config.num_channels, config.gray_to_rgb)
+  if params is None:
+    pixels = jnp.zeros((1, beit_config.image_size, beit_config.image_size, beit_config.num_channels))
+    params = beit_lib.BeitModel(beit_config).init(jax.random.key(config.seed), pixels)['params']
+  scores = {**linear_probe(beit_config, params, dataset, seed=config.seed), 'beit': checkpoint.source}
+  if log:
+    log(f'linear probe ({checkpoint.source}): train accuracy {scores["train_accuracy"]:.4f}, test accuracy '
+        f'{scores["test_accuracy"]:.4f} ({scores["num_train"]} / {scores["num_test"]} images)')
+  return scores

@@ -276,3 +276,54 @@ def test_the_linear_probe_scores_a_logistic_regression_on_frozen_features(finish
 @pytest.fixture(scope='module')
 def digits_small(data_dir):
   return data.load_dataset(_config(data_dir))
+
+
+# --- The CLI, SIGKILLed ------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_dir, tmp_path):
+  """A SIGKILL at a random moment (perhaps inside an orbax save), then the same command: the exported BEiT equals
+  an uninterrupted run's, tensor for tensor, and no orbax temporary directory is left."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  overrides = [f'--config.data_dir={data_dir}', '--config.train_per_class=20', '--config.batch_size=32',
+               '--config.pretrain.num_epochs=6', '--config.pretrain.vocab_size=16',
+               '--config.pretrain.tokenizer_patches=2000', '--config.pretrain.min_block_patches=2'] + [
+                   f'--config.beit.{k}={v}' for k, v in PRETRAIN_BEIT.items()]
+  command = lambda workdir: [sys.executable, '-m', 'experiments.pretrain', '--config=experiments/configs/digits.py',
+                             f'--workdir={workdir}'] + overrides
+
+  environment = {**os.environ, 'PYTHONUNBUFFERED': '1'}
+
+  def run(workdir, kill_at_line=None):
+    """The command's stdout; with `kill_at_line`, SIGKILLed a random 0 - 0.3 s after printing that line."""
+    process = subprocess.Popen(command(workdir), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, env=environment)
+    if kill_at_line is None:
+      out, _ = process.communicate(timeout=600)
+      assert process.returncode == 0, out[-3000:]
+      return out
+    for line in process.stdout:
+      if line.startswith(kill_at_line):
+        time.sleep(np.random.default_rng(0).uniform(0, 0.3))
+        process.send_signal(signal.SIGKILL)
+        break
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    return ''
+
+  run(tmp_path / 'whole')
+  run(tmp_path / 'killed', kill_at_line='epoch 2/6')
+  out = run(tmp_path / 'killed')
+  assert out.startswith('resuming after epoch ') and 'epoch 6/6' in out, out
+  whole = safetensors_numpy.load_file(str(tmp_path / 'whole' / 'beit' / 'model.safetensors'))
+  killed = safetensors_numpy.load_file(str(tmp_path / 'killed' / 'beit' / 'model.safetensors'))
+  assert sorted(whole) == sorted(killed)
+  for name, tensor in whole.items():
+    np.testing.assert_array_equal(killed[name], tensor, err_msg=name)
+  leftovers = [n for d, dirs, files in os.walk(tmp_path / 'killed') for n in dirs + files if 'tmp' in n]
+  assert not leftovers, leftovers

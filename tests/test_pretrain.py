@@ -327,3 +327,16 @@ def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_di
     np.testing.assert_array_equal(killed[name], tensor, err_msg=name)
   leftovers = [n for d, dirs, files in os.walk(tmp_path / 'killed') for n in dirs + files if 'tmp' in n]
   assert not leftovers, leftovers
+
+
+def test_weight_decay_spares_what_beit_spares():
+  config = BeitConfig.from_dict({**PRETRAIN_BEIT, 'use_mask_token': True})
+  model = mim.MaskedImageModel(config, vocab_size=8)
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1, 16), bool)))
+  decayed = {'.'.join(k.key for k in path) for path, d in
+             jax.tree_util.tree_flatten_with_path(mim.decay_mask(params['params']))[0] if d}
+  assert 'beit.embeddings.mask_token' in decayed and 'lm_head.kernel' in decayed
+  assert 'beit.encoder.layer.0.attention.attention.query.kernel' in decayed
+  spared = {'beit.embeddings.cls_token', 'beit.embeddings.position_embeddings', 'lm_head.bias',
+            'beit.encoder.layer.0.lambda_1', 'layernorm.scale'}
+  assert not spared & decayed

@@ -340,3 +340,19 @@ def test_weight_decay_spares_what_beit_spares():
   spared = {'beit.embeddings.cls_token', 'beit.embeddings.position_embeddings', 'lm_head.bias',
             'beit.encoder.layer.0.lambda_1', 'layernorm.scale'}
   assert not spared & decayed
+
+
+def test_probe_config_probes_the_checkpoint_or_a_fresh_beit(finished_run, digits_small):
+  config, _, result = finished_run
+  config = config.copy_and_resolve_references()
+  config.beit_path = result['beit_path']
+  scores = probe.probe_config(config, log=None)
+  checkpoint = checkpoints.load_beit(result['beit_path'])
+  assert scores == {**probe.linear_probe(checkpoint.config, checkpoint.params, digits_small),
+                    'beit': f'local:{result["beit_path"]}'}
+  config.beit_path = ''
+  fresh = probe.probe_config(config, log=None)
+  params = beit_lib.BeitModel(checkpoint.config.replace(use_mask_token=False)).init(
+      jax.random.key(config.seed), jnp.zeros((1, 8, 8, 1)))['params']
+  assert fresh == {**probe.linear_probe(checkpoint.config.replace(use_mask_token=False), params, digits_small),
+                   'beit': 'fresh'}

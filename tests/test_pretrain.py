@@ -24,6 +24,7 @@ from cmtl_jax.pretrain import probe
 from cmtl_jax.pretrain import run as run_lib
 from cmtl_jax.pretrain import tokenizer as tokenizer_lib
 from tests.conftest import TINY_BEIT
+from tests.test_models import needs_torch
 
 # 8 px at patch 2: a 4 x 4 patch grid, 6 of 16 patches masked at BEiT's 0.4.
 PRETRAIN_BEIT = {**TINY_BEIT, 'patch_size': 2}
@@ -216,16 +217,7 @@ def test_every_beit_parameter_has_a_hugging_face_name_that_reads_back():
       'embeddings.patch_embeddings.projection.weight', (3, 2, 0, 1))
 
 
-def _torch_available() -> bool:
-  try:
-    import torch  # pylint: disable=g-import-not-at-top,unused-import
-    import transformers  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return False
-  return int(transformers.__version__.split('.')[0]) >= 5
-
-
-@pytest.mark.skipif(not _torch_available(), reason='needs torch and transformers >= 5')
+@needs_torch
 def test_the_export_equals_transformers_beit_model(finished_run):
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top

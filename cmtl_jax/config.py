@@ -105,6 +105,18 @@ def base_config() -> ml_collections.ConfigDict:
                                 # optimiser steps where that is longer (small training sets).
   c.curve_sizes = ()            # Training images per class at each learning-curve point (empty = no curve).
   c.curve_arms = ('beit', 'hybrid', 'hybrid_random_bert')
+
+  # BEiT pretraining (experiments.pretrain): masked image modelling on the dataset's training images, labels unused
+  # (Bao et al. 2021). The model is `beit` above (its layer_scale_init_value and drop_path_rate are BEiT's 0.1);
+  # batch_size, seed, warmup_fraction, decay, grad_clip and dtype are the keys above.
+  c.pretrain = ml_collections.ConfigDict(dict(
+      mask_ratio=0.4,           # Share of the patch grid masked per image (BEiT: 75 of 196 patches, ~40 %).
+      min_block_patches=4,      # Smallest block the masking draws, in patches (BEiT: 16 on its 14 x 14 grid).
+      vocab_size=256,           # Visual tokens: k-means centroids over normalised patches (BEiT: 8192 dVAE codes).
+      tokenizer_patches=20000,  # Patches sampled from the training images to fit the k-means tokenizer.
+      learning_rate=1.5e-3,     # AdamW peak LR (BEiT's), warmup + decay as `warmup_fraction` / `decay` say.
+      weight_decay=0.05,        # AdamW weight decay on matrices (BEiT's).
+      num_epochs=10))
   return c
 
 
@@ -245,6 +257,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'momentum must lie in [0, 1), got {config.momentum!r}.')
   if config.warmup_fraction >= 1:
     raise ConfigError(f'warmup_fraction must be < 1, got {config.warmup_fraction!r}.')
+  _validate_pretrain(config.pretrain)
   if not config.beit_path:
     beit = config.beit
     if beit.image_size % beit.patch_size:
@@ -253,3 +266,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if beit.hidden_size % beit.num_attention_heads:
       raise ConfigError(f'beit.hidden_size {beit.hidden_size} is not divisible by beit.num_attention_heads '
                         f'{beit.num_attention_heads}.')
+
+
+def _validate_pretrain(pretrain) -> None:
+  """The `pretrain.*` keys' ranges (their names and types are checked with every other key)."""
+  if not 0 < pretrain.mask_ratio < 1:
+    raise ConfigError(f'pretrain.mask_ratio must lie strictly between 0 and 1, got {pretrain.mask_ratio!r}.')
+  for key in ('min_block_patches', 'tokenizer_patches', 'num_epochs'):
+    if pretrain[key] < 1:
+      raise ConfigError(f'pretrain.{key} must be >= 1, got {pretrain[key]!r}.')
+  if pretrain.vocab_size < 2:
+    raise ConfigError(f'pretrain.vocab_size must be >= 2 visual tokens, got {pretrain.vocab_size!r}.')
+  if pretrain.learning_rate <= 0 or pretrain.weight_decay < 0:
+    raise ConfigError(f'pretrain.learning_rate must be > 0 and pretrain.weight_decay >= 0, got '
+                      f'{pretrain.learning_rate!r} and {pretrain.weight_decay!r}.')

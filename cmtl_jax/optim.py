@@ -59,7 +59,8 @@ def freeze(frozen) -> optax.GradientTransformation:
 
 def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fraction: float = 0.1,
                    decay: str = 'cosine', momentum: float = 0.9, weight_decay: float = 0.0,
-                   grad_clip: float = 0.0, lr_multipliers=None, frozen=None) -> optax.GradientTransformation:
+                   grad_clip: float = 0.0, lr_multipliers=None, frozen=None,
+                   decay_mask=None) -> optax.GradientTransformation:
   """Builds the optimiser; its state holds `hyperparams['learning_rate']`, the peak LR, as a float32 array.
 
   Args:
@@ -69,7 +70,10 @@ def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fractio
     lr_multipliers: optional tree like the params with a float factor per leaf (fresh weights get larger LRs).
     frozen: optional tree like the params, True on leaves that never change (no optimiser state, not counted in
       the clipping norm).
+    decay_mask: which leaves weight decay applies to (a tree of bools or a function of the params); default every
+      leaf of rank >= 2.
   """
+  decay_mask = decay_mask or _decay_mask
   shape = lr_shape(total_steps, warmup_fraction, decay)
 
   def factory(learning_rate):
@@ -79,10 +83,10 @@ def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fractio
       parts.append(clip_by_global_norm(grad_clip))
     if name == 'sgdm':
       if weight_decay:
-        parts.append(optax.add_decayed_weights(weight_decay, _decay_mask))
+        parts.append(optax.add_decayed_weights(weight_decay, decay_mask))
       parts.append(optax.sgd(schedule, momentum=momentum))
     elif name == 'adam' and weight_decay:
-      parts.append(optax.adamw(schedule, weight_decay=weight_decay, mask=_decay_mask))
+      parts.append(optax.adamw(schedule, weight_decay=weight_decay, mask=decay_mask))
     elif name == 'adam':  # The same maths without the masked no-op decay pass (measured ~5 % of a CPU step).
       parts.append(optax.adam(schedule))
     else:

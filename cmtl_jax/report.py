@@ -368,3 +368,21 @@ def write_ablation_report(path: str, *, summary: dict, config, commands: Sequenc
   lines += ['', '## Commands', '', '```', *commands, '```']
   with atomic(path) as tmp, open(tmp, 'w') as f:
     f.write('\n'.join(lines) + '\n')
+
+
+def loss_curve_plot(path: str, history: Sequence[dict]) -> None:
+  """A pretraining run's masked-token loss (and masked-token accuracy on a second axis) against epochs."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(5.8, 4.0))
+  epochs = [h['epoch'] for h in history]
+  ax.plot(epochs, [h['loss'] for h in history], 'o-', label='loss', markersize=3)
+  ax.set_xlabel('epoch')
+  ax.set_ylabel('masked-token cross-entropy')
+  accuracy = ax.twinx()
+  accuracy.plot(epochs, [h['masked_accuracy'] for h in history], 's--', color='tab:orange', markersize=3)
+  accuracy.set_ylabel('masked-token accuracy (dashed)')
+  ax.set_title('BEiT masked image modelling', fontsize=9)
+  fig.tight_layout()
+  with atomic(path) as tmp:
+    fig.savefig(tmp, dpi=120)
+  plt.close(fig)

@@ -2,7 +2,7 @@
 
 The chain, lowest first (a module may import modules of its own rank or lower): errors -> config (with the model
 configs it validates `beit.*` keys against, plain dataclasses) -> data, metrics, stats, prng -> models -> optim ->
-train -> report, search, classifier -> ablation -> experiment -> the package's `__init__`. `report` and `stats` are
+train -> report, search, classifier, pretrain -> ablation -> experiment -> the package's `__init__`. `report` and `stats` are
 leaves: they import nothing of the library above `metrics`.
 """
 
@@ -15,7 +15,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = os.path.join(REPO, 'cmtl_jax')
 RANKS = {'errors': 0, 'config': 1, 'models.configs': 1, 'data': 2, 'metrics': 2, 'stats': 2, 'prng': 2, 'models': 3, 'optim': 4,
-         'train': 5, 'report': 6, 'search': 6, 'classifier': 6, 'ablation': 7, 'experiment': 8, '__init__': 9}
+         'train': 5, 'report': 6, 'search': 6, 'classifier': 6, 'pretrain': 6, 'ablation': 7, 'experiment': 8, '__init__': 9}
 
 
 def _component(module: str) -> str:

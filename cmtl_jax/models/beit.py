@@ -57,16 +57,27 @@ class PatchEmbeddings(layers.ConfigModule):
 
 class BeitEmbeddings(layers.ConfigModule):
   """Pixels `[B, H, W, C]` -> tokens `[B, 1 + patches, D]`: CLS token first, then the patches, plus absolute position
-  embeddings (zeros at init) when the config asks, then dropout."""
+  embeddings (zeros at init) when the config asks, then dropout.
+
+  `bool_masked_pos` (bool `[B, patches]`, row-major over the patch grid, or None): the embeddings of the patches
+  marked True are replaced by the learned `mask_token` before positions are added, as in BEiT's masked image
+  modelling (Bao et al. 2021) and Hugging Face's `BeitEmbeddings`. Raises ConfigError when a mask is given but the
+  config has no `use_mask_token`."""
   config: BeitConfig
 
   @nn.compact
-  def __call__(self, pixels, deterministic: bool = True):
+  def __call__(self, pixels, deterministic: bool = True, bool_masked_pos=None):
     c = self.config
     cls_token = self.param('cls_token', nn.initializers.zeros, (1, 1, c.hidden_size))
-    if c.use_mask_token:  # Unused for classification; declared so that pretraining checkpoints load.
-      self.param('mask_token', nn.initializers.zeros, (1, 1, c.hidden_size))
+    mask_token = None
+    if c.use_mask_token:  # Used by masked image modelling only; classification never passes a mask.
+      mask_token = self.param('mask_token', nn.initializers.zeros, (1, 1, c.hidden_size))
     embeddings = PatchEmbeddings(c, dtype=self.dtype, name='patch_embeddings')(pixels)
+    if bool_masked_pos is not None:
+      if mask_token is None:
+        raise ConfigError('a patch mask needs a BEiT with use_mask_token=True.')
+      w = bool_masked_pos[..., None].astype(embeddings.dtype)
+      embeddings = embeddings * (1 - w) + mask_token.astype(embeddings.dtype) * w
     cls = jnp.broadcast_to(cls_token, (embeddings.shape[0], 1, c.hidden_size)).astype(embeddings.dtype)
     embeddings = jnp.concatenate([cls, embeddings], axis=1)
     if c.use_absolute_position_embeddings:
@@ -145,9 +156,11 @@ class BeitModel(layers.ConfigModule):
   config: BeitConfig
 
   @nn.compact
-  def __call__(self, pixels, deterministic: bool = True):
+  def __call__(self, pixels, deterministic: bool = True, bool_masked_pos=None):
+    """`bool_masked_pos`: None, or bool `[B, patches]` marking the patches whose embedding becomes the mask token
+    (`BeitEmbeddings`)."""
     c = self.config
-    tokens = BeitEmbeddings(c, dtype=self.dtype, name='embeddings')(pixels, deterministic)
+    tokens = BeitEmbeddings(c, dtype=self.dtype, name='embeddings')(pixels, deterministic, bool_masked_pos)
     tokens = BeitEncoder(c, self.maths, self.dtype, name='encoder')(tokens, deterministic)
     if c.use_mean_pooling:
       pooled = _Pooler(c.layer_norm_eps, self.dtype, name='pooler')(tokens[:, 1:].mean(axis=1))

@@ -392,6 +392,53 @@ def load_params(directory: str, config, image_size: Optional[int] = None) -> tup
   return _unflatten({path: array for path, (_, array) in ours.items()}), report
 
 
+# --- Writing a BEiT as Hugging Face writes it ----------------------------------------------------------------------
+
+def hf_beit_name(path: str) -> tuple:
+  """(Hugging Face `BeitModel` tensor name, axes permutation or None) of our dotted BEiT path: the inverse of
+  `BEIT_NAMES` (kernels back to `weight` with the inverse transpose, LayerNorm `scale` to `weight`). Raises
+  ValueError when `BEIT_NAMES` does not read the name back to `path`, so the two directions cannot drift apart."""
+  name, leaf = path.rsplit('.', 1)
+  permutation = None
+  if leaf == 'kernel':
+    leaf = 'weight'
+    permutation = CONV if name.endswith('patch_embeddings.projection') else LINEAR
+  elif leaf == 'scale':
+    leaf = 'weight'
+  hf = f'{name}.{leaf}' if leaf in ('weight', 'bias') else path
+  back, back_permutation = map_name(hf, 'beit')
+  if back != path or back_permutation != permutation:
+    raise ValueError(f'no Hugging Face name reads back to {path!r} (tried {hf!r}).')
+  return hf, None if permutation is None else tuple(int(i) for i in np.argsort(permutation))
+
+
+def save_beit(directory: str, config: BeitConfig, params: dict, **config_extras) -> None:
+  """Writes `directory/config.json` and `directory/model.safetensors` as transformers' `BeitModel.save_pretrained`
+  names them, so the directory loads through `load_beit` (`--config.beit_path`) and through transformers'
+  PyTorch `BeitModel.from_pretrained`.
+
+  Args:
+    directory: created if missing; the two files are replaced.
+    config: the BEiT's architecture.
+    params: our BEiT tree (`embeddings`, `encoder`, `pooler` or `layernorm`), float32 arrays.
+    config_extras: other config.json fields to record (e.g. `vocab_size` of a pretraining head).
+
+  Raises:
+    ValueError: a parameter path with no Hugging Face name.
+  """
+  from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
+  os.makedirs(directory, exist_ok=True)
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  tensors = {}
+  for keys, array in flat:
+    name, permutation = hf_beit_name('.'.join(k.key for k in keys))
+    array = np.asarray(array, np.float32)
+    tensors[name] = np.ascontiguousarray(array.transpose(permutation) if permutation else array)
+  safetensors_numpy.save_file(tensors, os.path.join(directory, SAFETENSORS), metadata={'format': 'pt'})
+  with open(os.path.join(directory, CONFIG_FILE), 'w') as f:
+    json.dump({**config.to_dict(), **config_extras, 'architectures': ['BeitModel']}, f, indent=2, sort_keys=True)
+
+
 # --- The two sides -------------------------------------------------------------------------------------------------
 
 def packaged_bert_path() -> str:

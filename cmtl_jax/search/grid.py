@@ -113,7 +113,7 @@ def make_groups(cells: list) -> list:
 # search's own settings. Every other key is part of a program's identity.
 _NOT_IN_PROGRAM = ('learning_rate', 'seed', 'grid', 'cv', 'refit', 'score_epoch', 'models_per_program', 'arms',
                    'curve_sizes', 'curve_arms', 'inner_cv', 'min_steps', 'search', 'halving_factor',
-                   'halving_min_epochs', 'num_devices', 'num_epochs', 'schedule_epochs')
+                   'halving_min_epochs', 'num_devices', 'num_epochs', 'schedule_epochs', 'pretrain')
 _PROGRAMS = {}
 _PROGRAMS_KEPT = 16
 

@@ -1,0 +1,76 @@
+"""A linear probe: how linearly separable a frozen BEiT's features make a dataset's classes (the evaluation BEiT's
+paper reports beside fine-tuning, Bao et al. 2021, Table 4), scored with scikit-learn's LogisticRegression."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cmtl_jax import data
+from cmtl_jax.models import beit as beit_lib
+from cmtl_jax.models.configs import BeitConfig
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _pooled(config: BeitConfig, params, images):
+  pixels = data.preprocess(images, config.image_size, config.num_channels)
+  return beit_lib.BeitModel(config).apply({'params': params}, pixels)[1]
+
+
+def features(config: BeitConfig, params: dict, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+  """Frozen features: BEiT's pooled output (`BeitModel`'s second output), float32 `[N, hidden_size]`, for uint8
+  images `[N, h, w, c]` (preprocessed as in training), in batches of `batch_size` (the last one padded)."""
+  out = []
+  for start in range(0, len(images), batch_size):
+    chunk = images[start:start + batch_size]
+    padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)]) if len(chunk) < batch_size \
+        else chunk
+    out.append(np.asarray(_pooled(config, params, jnp.asarray(padded)))[:len(chunk)])
+  return np.concatenate(out).astype(np.float32)
+
+
+def linear_probe(config: BeitConfig, params: dict, dataset: data.Dataset, *, C: float = 1.0,
+                 batch_size: int = 256, seed: int = 0) -> dict:
+  """Fits `LogisticRegression(C=C, max_iter=2000)` on the standardised frozen features of `dataset`'s training pool
+  (train + val) and scores its held-out test split.
+
+  Returns:
+    `{'train_accuracy', 'test_accuracy', 'num_train', 'num_test'}`.
+  """
+  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+  from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
+  from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
+  train = np.concatenate([dataset.train, dataset.val])
+  x_train = features(config, params, dataset.images[train], batch_size)
+  x_test = features(config, params, dataset.images[dataset.test], batch_size)
+  probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))
+  probe.fit(x_train, dataset.labels[train])
+  return {'train_accuracy': float(probe.score(x_train, dataset.labels[train])),
+          'test_accuracy': float(probe.score(x_test, dataset.labels[dataset.test])),
+          'num_train': int(len(train)), 'num_test': int(len(dataset.test))}
+
+
+def probe_config(config, log=print) -> dict:
+  """The linear probe of the BEiT a config names on its dataset: `config.beit_path` (e.g. a pretraining run's
+  `<workdir>/beit`), or with `beit_path` '' a fresh BEiT from `beit.*` initialised from `config.seed` (the
+  random-features baseline). Returns `linear_probe`'s dict with `beit` (where the weights came from).
+
+  Raises:
+    ConfigError: bad config keys, unreadable weights, channels that do not fit.
+  """
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
+  config_lib.validate(config)
+  dataset = data.load_dataset(config)
+  checkpoint = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict())
+  beit_config, params = checkpoint.config, checkpoint.params
+  data.check_channels(dataset, beit_config.num_channels, config.gray_to_rgb)
+  if params is None:
+    pixels = jnp.zeros((1, beit_config.image_size, beit_config.image_size, beit_config.num_channels))
+    params = beit_lib.BeitModel(beit_config).init(jax.random.key(config.seed), pixels)['params']
+  scores = {**linear_probe(beit_config, params, dataset, seed=config.seed), 'beit': checkpoint.source}
+  if log:
+    log(f'linear probe ({checkpoint.source}): train accuracy {scores["train_accuracy"]:.4f}, test accuracy '
+        f'{scores["test_accuracy"]:.4f} ({scores["num_train"]} / {scores["num_test"]} images)')
+  return scores

@@ -19,13 +19,11 @@ leaves unreadable files out and lists them in metrics.json. The model is the dig
 `beit.image_size` and `channels` (3) or start from a pretrained BEiT (`beit_path`, `gray_to_rgb`).
 """
 
-from cmtl_jax import config as config_lib
+from experiments.configs import digits
 
 
 def get_config():
-  c = config_lib.base_config()
+  c = digits.get_config()  # The embedded default's model, optimiser and length.
   c.dataset = 'folder'
   c.beit.image_size = 12
-  c.bert_layers = 2
-  c.num_epochs = 8
   return c

@@ -6,7 +6,10 @@ Each arm is a setting of three config keys:
 - `hybrid`: BEiT -> pretrained BERT layers (the paper's model);
 - `hybrid_random_bert`: the same architecture with the BERT layers freshly initialised (extra capacity without
   transferred knowledge);
-- `hybrid_frozen_bert`: pretrained BERT layers frozen except their LayerNorms; BEiT, adapter and head train.
+- `hybrid_frozen_bert`: pretrained BERT layers frozen except their LayerNorms; BEiT, adapter and head train;
+- `fresh_beit`, `hybrid_fresh_beit`, `hybrid_random_bert_fresh_beit`: the first three with a freshly initialised
+  BEiT when `beit_path` gives the others a pretrained one (e.g. from `experiments.pretrain`): what image
+  pretraining adds.
 
 The protocol (nested CV: selection sits inside the loop that scores, so the scores carry no selection bias;
 Varma & Simon 2006, Cawley & Talbot 2010):
@@ -53,25 +56,39 @@ ARMS = {
     'hybrid': dict(variant='hybrid', bert_pretrained=True, freeze_bert=False),
     'hybrid_random_bert': dict(variant='hybrid', bert_pretrained=False, freeze_bert=False),
     'hybrid_frozen_bert': dict(variant='hybrid', bert_pretrained=True, freeze_bert=True),
+    'fresh_beit': dict(variant='beit', bert_pretrained=True, freeze_bert=False, beit_path=''),
+    'hybrid_fresh_beit': dict(variant='hybrid', bert_pretrained=True, freeze_bert=False, beit_path=''),
+    'hybrid_random_bert_fresh_beit': dict(variant='hybrid', bert_pretrained=False, freeze_bert=False, beit_path=''),
 }
+# Each arm with a pretrained BEiT (`beit_path`) and its twin with a fresh one.
+FRESH_BEIT_TWINS = {'beit': 'fresh_beit', 'hybrid': 'hybrid_fresh_beit',
+                    'hybrid_random_bert': 'hybrid_random_bert_fresh_beit'}
 BASELINE = 'beit'
 PAPER_ACCURACY_GAIN = 0.128  # The paper's "+12.8 % accuracy" of the hybrid over BEiT alone.
 REFERENCES = ('logistic_regression', 'chance')
 LATE_EPOCH = 0.9  # A chosen epoch past this share of the maximum is flagged: the maximum may be too short.
 
 
-def validate_arms(arms: Sequence[str], key: str = 'arms') -> None:
+def validate_arms(arms: Sequence[str], key: str = 'arms', beit_path: str = '') -> None:
+  """Raises ConfigError for an empty, unknown or repeated arm, or a fresh-BEiT arm without `beit_path` (it would
+  be its twin)."""
   unknown = [a for a in arms if a not in ARMS]
   if not arms or unknown:
     raise ConfigError(f'{key} must name at least one of {", ".join(ARMS)}; got {list(arms)!r}.')
   if len(set(arms)) != len(arms):
     raise ConfigError(f'{key} repeats an arm: {list(arms)!r}.')
+  fresh = [a for a in arms if ARMS[a].get('beit_path') == '']
+  if fresh and not beit_path:
+    raise ConfigError(f'{key} names {", ".join(fresh)}, which differ from their twins only by a fresh BEiT, but '
+                      f'every BEiT is fresh without a checkpoint: set --config.beit_path (e.g. P/beit from '
+                      f'python -m experiments.pretrain --workdir=P).')
 
 
 def pretrained_sides(config, arm: str) -> dict:
   """Which sides of `arm` start from checkpoints, as the config loads them."""
   settings = ARMS[arm]
-  beit = f'pretrained ({config.beit_path})' if config.beit_path else 'fresh (not pretrained)'
+  beit_path = settings.get('beit_path', config.beit_path)
+  beit = f'pretrained ({beit_path})' if beit_path else 'fresh (not pretrained)'
   if settings['variant'] == 'beit':
     bert = 'none'
   elif not settings['bert_pretrained']:
@@ -331,8 +348,9 @@ def _paired(a, b, n_train: float, n_val: float) -> dict:
 
 def compare(result: dict, baseline: str = BASELINE) -> dict:
   """Per arm and reference row: mean and std of every metric over the outer folds. Per arm against `baseline`
-  (when it ran) and `hybrid` against `hybrid_random_bert`: paired differences, their mean, corrected 95 % interval
-  and t-test (t, p) for every metric; `below_logistic_regression` and `late_epoch` flags; for `hybrid`, the
+  (when it ran), `hybrid` against `hybrid_random_bert` (`vs_random_bert`) and each pretrained-BEiT arm against its
+  fresh-BEiT twin (`vs_fresh_beit`, the twin's name in `fresh_beit_twin`): paired differences, their mean,
+  corrected 95 % interval and t-test (t, p) for every metric; `below_logistic_regression` and `late_epoch` flags; for `hybrid`, the
   accuracy change beside the paper's +12.8 %. Arms with a NaN fold (diverged) get NaN comparisons."""
   n_train, n_val = np.mean(result['folds']['train']), np.mean(result['folds']['val'])
   rows = {**result['arms'], **result.get('references', {})}
@@ -353,6 +371,11 @@ def compare(result: dict, baseline: str = BASELINE) -> dict:
     table['hybrid']['vs_random_bert'] = {
         m: _paired(result['arms']['hybrid'][m], result['arms']['hybrid_random_bert'][m], n_train, n_val)
         for m in metrics_lib.METRICS}
+  for arm, twin in FRESH_BEIT_TWINS.items():
+    if arm in result['arms'] and twin in result['arms']:
+      table[arm]['vs_fresh_beit'] = {m: _paired(result['arms'][arm][m], result['arms'][twin][m], n_train, n_val)
+                                     for m in metrics_lib.METRICS}
+      table[arm]['fresh_beit_twin'] = twin
   if 'hybrid' in result['arms'] and baseline in result['arms']:
     base, hybrid = table[baseline]['accuracy']['mean'], table['hybrid']['accuracy']['mean']
     table['hybrid']['accuracy_change'] = {
@@ -405,6 +428,10 @@ def conclusions(table: dict, folds: int, baseline: str = BASELINE) -> list:
     lines.append(verdict('hybrid', 'hybrid_random_bert', table['hybrid']['vs_random_bert']['accuracy'], folds,
                          'transferred text knowledge, capacity held equal') +
                  _caveat(table, ('hybrid', 'hybrid_random_bert')))
+  for arm, twin in FRESH_BEIT_TWINS.items():
+    if 'vs_fresh_beit' in table.get(arm, {}):
+      lines.append(verdict(arm, twin, table[arm]['vs_fresh_beit']['accuracy'], folds,
+                           'the pretrained BEiT against the same BEiT fresh') + _caveat(table, (arm, twin)))
   return lines
 
 
@@ -432,9 +459,9 @@ def run(config, workdir: str = '', log: Optional[Callable] = print) -> dict:
   Returns `{'points': {size: run_point result + 'table': compare(...)}, 'table_size': size, 'curve_sizes': [...]}`
   (sizes as strings, for JSON).
   """
-  validate_arms(config.arms)
+  validate_arms(config.arms, 'arms', config.beit_path)
   if config.curve_sizes:
-    validate_arms(config.curve_arms, 'curve_arms')
+    validate_arms(config.curve_arms, 'curve_arms', config.beit_path)
   search_space(config)
   points = plan(config)  # Every size is checked before any arm trains.
   wanted = {config.train_per_class: list(config.arms)}

@@ -298,17 +298,21 @@ def write_ablation_report(path: str, *, summary: dict, config, commands: Sequenc
               'length per size is in the protocol below). Mean outer-fold accuracy ± std; differences with their '
               '95 % interval and p.', '']
     arms = [a for a in points[sizes[0]]['arms']]
-    head = ['images per class', *arms, 'logistic regression (pixels)', f'hybrid − {baseline}',
-            'hybrid − hybrid_random_bert']
+    # (column, arm, comparison key): the differences each size reports, when both of their arms ran.
+    differences = [(f'hybrid − {baseline}', 'hybrid', 'vs_baseline'),
+                   ('hybrid − hybrid_random_bert', 'hybrid', 'vs_random_bert')]
+    first = points[sizes[0]]['table']
+    differences += [(f'{arm} − {first[arm]["fresh_beit_twin"]}', arm, 'vs_fresh_beit') for arm in arms
+                    if 'fresh_beit_twin' in first[arm]]
+    head = ['images per class', *arms, 'logistic regression (pixels)', *(d[0] for d in differences)]
     lines += ['| ' + ' | '.join(head) + ' |', '| --- |' + ' --- |' * (len(head) - 1)]
     for s in sizes:
       table = points[s]['table']
       row = [s] + [_mean_std(table[a], 'accuracy') if a in table else '—' for a in arms]
       row.append(_mean_std(table['logistic_regression'], 'accuracy'))
-      versus = table.get('hybrid', {}).get('vs_baseline', {}).get('accuracy')
-      row.append(_difference(versus) if versus else '—')
-      versus = table.get('hybrid', {}).get('vs_random_bert', {}).get('accuracy')
-      row.append(_difference(versus) if versus else '—')
+      for _, arm, key in differences:
+        versus = table.get(arm, {}).get(key, {}).get('accuracy')
+        row.append(_difference(versus) if versus else '—')
       lines.append('| ' + ' | '.join(row) + ' |')
     lines += ['', '![learning curve](learning_curve.png)', '']
     for s in sizes:

@@ -28,10 +28,19 @@ from cmtl_jax.search import grid  # pylint: disable=g-import-not-at-top
 FAKE_DEVICES = 4  # CPU devices of every test process: sharding is tested in-process; `tiny_config` uses one.
 
 
+# Test programs are tiny and run for milliseconds, so optimising them costs more than it saves: the tests compile as
+# jax's `jax_disable_most_optimizations` says (XLA:CPU's LLVM backend at level 0, no expensive passes), which halves
+# each compilation (the tests are compile-bound) and keeps every HLO pass. CMTL_TEST_OPTIMIZED=1 compiles as users
+# do; the slow tier reruns the numerics tests so (test_compile_levels.py).
+OPTIMIZED = os.environ.get('CMTL_TEST_OPTIMIZED') == '1'
+
+
 def pytest_configure(config):
-  """Before any test touches a backend (importing the library compiles nothing): `FAKE_DEVICES` CPU devices."""
+  """Before any test touches a backend (importing the library compiles nothing): `FAKE_DEVICES` CPU devices, and
+  the compile level above."""
   del config
   jax.config.update('jax_num_cpu_devices', FAKE_DEVICES)
+  jax.config.update('jax_disable_most_optimizations', not OPTIMIZED)
 
 
 TINY_BEIT = dict(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
@@ -57,8 +66,9 @@ def minilm(_minilm):
 
 
 # The stand-in BERT: MiniLM's first two layers cut to width 48 (3 heads of 16; unlike the tiny BEiT's 32, so the
-# hybrid keeps its adapter), MLP width 96, a 64-token vocabulary and 16 positions. Slicing every axis of a size in `_CUT` keeps Hugging Face's names and layout, so it loads through
-# the real checkpoint reader; it trains ~25x cheaper than MiniLM's 384-wide layer.
+# hybrid keeps its adapter), MLP width 96, a 64-token vocabulary and 16 positions. Slicing every axis of a size in
+# `_CUT` keeps Hugging Face's names and layout, so it loads through the real checkpoint reader; it trains ~25x
+# cheaper than MiniLM's 384-wide layer.
 _CUT = {384: 48, 1536: 96, 30522: 64, 512: 16}
 _STAND_IN = dict(hidden_size=48, num_attention_heads=3, intermediate_size=96, num_hidden_layers=2, vocab_size=64,
                  max_position_embeddings=16)

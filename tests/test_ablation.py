@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
+from sklearn.linear_model import LogisticRegression
 
 import cmtl_jax
 from cmtl_jax import ablation
@@ -79,10 +80,15 @@ def test_frozen_arm_keeps_bert_weights_bit_identical(tiny_config):
   assert all(_bert_leaves(changed, layer_norm=True))         # BERT's LayerNorms train.
   assert all(jax.tree.leaves(changed['head'])) and any(jax.tree.leaves(changed['beit_encoder']))
 
+  # The other arms' optimisers move every BERT weight: one update from unit gradients (no warmup), on the path the
+  # frozen arm's epoch above took.
   for arm in ('hybrid', 'hybrid_random_bert'):
-    config = ablation.grid_lib.apply_params(tiny_config, ablation.ARMS[arm])
-    before, after, pretrained, sources = _train_one_epoch(config, digits)
-    assert all(_bert_leaves(_changed(before, after), layer_norm=False)), arm
+    config = ablation.grid_lib.apply_params(tiny_config, {**ablation.ARMS[arm], 'warmup_fraction': 0.0})
+    _, params, pretrained, sources = model_lib.build_model(config, 10, train.model_rngs(config.seed)[0])
+    tx = optim.from_config(config, steps_per_epoch=10, pretrained=pretrained)
+    updates, _ = jax.jit(tx.update)(jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+    moved = jax.tree.map(lambda u: bool(np.any(np.asarray(u) != 0)), updates)
+    assert all(_bert_leaves(moved, layer_norm=False)) and all(_bert_leaves(moved, layer_norm=True)), arm
     assert all(jax.tree.leaves(pretrained['bert_encoder'])) == (arm == 'hybrid')
     assert sources['bert']['pretrained'] == (arm == 'hybrid')
 
@@ -118,7 +124,15 @@ class RecordedStack:
 
 
 @pytest.fixture
-def recorded(monkeypatch):
+def quick_references(monkeypatch):
+  """The pixel logistic regression stopped at a loose tolerance: these tests need its row, not its convergence
+  (`test_logistic_regression_row_is_scikit_learns_on_the_same_folds` checks the real one)."""
+  monkeypatch.setattr(ablation, 'logistic_regression', lambda: LogisticRegression(max_iter=2000, tol=1e-2))
+
+
+@pytest.fixture
+def recorded(monkeypatch, quick_references):
+  del quick_references
   RecordedStack.seen = []
   monkeypatch.setattr(stacked, 'Stack', RecordedStack)
   return RecordedStack.seen
@@ -161,7 +175,7 @@ def test_inner_selection_sees_only_outer_training_indices(tiny_config, tmp_path,
   assert summary['points']['0']['table']['hybrid']['vs_baseline']['accuracy']['mean'] == pytest.approx(0.0)
 
 
-def test_each_arm_records_its_own_choice_per_outer_fold(tiny_config, tmp_path):
+def test_each_arm_records_its_own_choice_per_outer_fold(tiny_config, tmp_path, quick_references):
   # A real tiny run: BEiT alone (every weight fresh) learns only at the larger learning rate, the hybrid's
   # pretrained post-LN BERT layer (MiniLM's first: the stand-in learns at both) only at the smaller one.
   tiny_config.bert_path = ''
@@ -182,7 +196,6 @@ def test_each_arm_records_its_own_choice_per_outer_fold(tiny_config, tmp_path):
 
 
 def test_logistic_regression_row_is_scikit_learns_on_the_same_folds(tiny_config, digits):
-  from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   from sklearn.model_selection import StratifiedKFold  # pylint: disable=g-import-not-at-top
   pool = np.sort(np.concatenate([digits.train, digits.val]))
   outer = folds_lib.fold_indices(digits.labels, pool, 3, 0)
@@ -280,3 +293,40 @@ def test_ablation_writes_a_filled_report(tiny_config, tmp_path, recorded):
   assert written['points']['0']['arms']['hybrid']['params_transferred'] > 0
   assert written['points']['0']['arms']['beit']['params_transferred'] == 0
   assert written['points']['0']['arms']['beit']['train_flops'] > 0
+
+
+def test_fresh_beit_arms_need_a_pretrained_beit_to_differ_from(tiny_config, tmp_path, recorded):
+  config = _nested_config(tiny_config)
+  config.arms = ('beit', 'fresh_beit')
+  with pytest.raises(ConfigError, match='fresh_beit, which differ from their twins only by a fresh BEiT.*'
+                                        'set --config.beit_path'):
+    experiment.ablation(config, str(tmp_path), log=None)
+  assert not recorded
+
+
+def test_each_pretrained_beit_arm_is_compared_with_its_fresh_twin(tiny_config, tmp_path, recorded):
+  from cmtl_jax.models import beit as beit_lib  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.models.configs import BeitConfig  # pylint: disable=g-import-not-at-top
+  beit = BeitConfig.from_dict(tiny_config.beit.to_dict())
+  weights = beit_lib.BeitModel(beit).init(jax.random.key(5), jnp.zeros((1, 8, 8, 1)))['params']
+  checkpoints.save_beit(str(tmp_path / 'beit'), beit, weights)
+  config = _nested_config(tiny_config)
+  config.beit_path = str(tmp_path / 'beit')
+  config.arms = ('beit', 'hybrid', 'fresh_beit', 'hybrid_fresh_beit')
+  config.curve_sizes, config.curve_arms = (20,), ('beit', 'fresh_beit')
+  summary = experiment.ablation(config, str(tmp_path / 'out'), log=None)
+  arms = summary['points']['0']['arms']
+  for arm, pretrained in (('beit', True), ('hybrid', True), ('fresh_beit', False), ('hybrid_fresh_beit', False)):
+    assert arms[arm]['pretrained']['beit'].startswith('pretrained' if pretrained else 'fresh'), arm
+  beit_size = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(weights))
+  assert arms['hybrid']['params_transferred'] - arms['hybrid_fresh_beit']['params_transferred'] >= beit_size - 64
+  assert arms['fresh_beit']['params_transferred'] == 0 < arms['beit']['params_transferred']
+  table = summary['points']['0']['table']
+  assert table['beit']['fresh_beit_twin'] == 'fresh_beit' and table['hybrid']['fresh_beit_twin'] == 'hybrid_fresh_beit'
+  # The recorded stacks score by learning rate only, so every twin difference is zero.
+  assert table['beit']['vs_fresh_beit']['accuracy']['mean'] == 0.0
+  report = (tmp_path / 'out' / 'report.md').read_text()
+  assert '`beit` vs `fresh_beit`' in report and '`hybrid` vs `hybrid_fresh_beit`' in report
+  curve_head = next(line for line in report.splitlines() if line.startswith('| images per class |'))
+  assert curve_head.endswith('| beit − fresh_beit |')  # The curve ran beit and its twin only.

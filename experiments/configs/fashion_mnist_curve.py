@@ -26,10 +26,10 @@ def get_config():
   c.dataset = 'fashion_mnist'
   c.beit.image_size = 12
   c.cv = 3
-  c.num_epochs = 48
-  c.min_steps = 300
+  c.num_epochs = 24
+  c.min_steps = 800
   c.arms = ('beit', 'hybrid', 'hybrid_random_bert')
   c.curve_arms = ('beit', 'hybrid', 'hybrid_random_bert')
-  c.curve_sizes = (10, 50, 200, 500)
-  c.train_per_class = 500       # The table's size (also the curve's largest point, run once).
+  c.curve_sizes = (10, 50, 200, 1000)
+  c.train_per_class = 1000      # The table's size (also the curve's largest point, run once).
   return c

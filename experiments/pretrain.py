@@ -8,9 +8,12 @@ with the pretrain.* keys of cmtl_jax/config.py; rerunning the same command resum
   python -m experiments.train --config=experiments/configs/digits.py --config.beit_path=/tmp/cmtl_pretrain/beit ...
 
 --probe: after pretraining (or, with --probe_only, instead of it), scores a scikit-learn LogisticRegression on the
-frozen BEiT's pooled features (the training pool fits it, the held-out test split scores it).
+frozen BEiT's pooled features (the training pool fits it, the held-out test split scores it), and the same probe on
+the same BEiT with random weights (`beit.*`, `seed`): the margin is what pretraining taught. Both go to
+<workdir>/probe.json.
 """
 
+import json
 import os
 
 from absl import app
@@ -33,9 +36,17 @@ def main(argv):
     if not _PROBE_ONLY.value:
       pretrain_lib.pretrain(config, _WORKDIR.value)
     if _PROBE.value or _PROBE_ONLY.value:
-      with config.unlocked():
-        config.beit_path = os.path.join(_WORKDIR.value, pretrain_lib.run.BEIT_DIR)
-      pretrain_lib.probe_config(config)
+      scores = {}
+      for name, beit_path in (('pretrained', os.path.join(_WORKDIR.value, pretrain_lib.run.BEIT_DIR)),
+                              ('fresh', '')):
+        with config.unlocked():
+          config.beit_path = beit_path
+        scores[name] = pretrain_lib.probe_config(config)
+      margin = scores['pretrained']['test_accuracy'] - scores['fresh']['test_accuracy']
+      print(f'linear probe test accuracy: pretrained {scores["pretrained"]["test_accuracy"]:.4f}, fresh '
+            f'{scores["fresh"]["test_accuracy"]:.4f} ({margin:+.4f})')
+      with open(os.path.join(_WORKDIR.value, 'probe.json'), 'w') as f:
+        json.dump({**scores, 'test_accuracy_margin': margin}, f, indent=2, default=float)
 
 
 if __name__ == '__main__':

@@ -41,6 +41,9 @@ def pytest_configure(config):
   del config
   jax.config.update('jax_num_cpu_devices', FAKE_DEVICES)
   jax.config.update('jax_disable_most_optimizations', not OPTIMIZED)
+  # Every program into the session's cache (jax keeps only those over 1 s by default): the two test processes
+  # compile many of the same small programs.
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
 
 
 TINY_BEIT = dict(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,

@@ -319,6 +319,15 @@ def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_di
     np.testing.assert_array_equal(killed[name], tensor, err_msg=name)
   leftovers = [n for d, dirs, files in os.walk(tmp_path / 'killed') for n in dirs + files if 'tmp' in n]
   assert not leftovers, leftovers
+  # --probe_only: the pretrained BEiT's probe beside the same BEiT's with random weights, and their margin.
+  probe = subprocess.run(command(tmp_path / 'killed') + ['--probe_only'], cwd=repo, capture_output=True, text=True,
+                         timeout=600)
+  assert probe.returncode == 0, probe.stderr[-3000:]
+  scores = json.loads((tmp_path / 'killed' / 'probe.json').read_text())
+  assert scores['pretrained']['beit'] != scores['fresh']['beit']
+  assert scores['test_accuracy_margin'] == pytest.approx(
+      scores['pretrained']['test_accuracy'] - scores['fresh']['test_accuracy'])
+  assert f'fresh {scores["fresh"]["test_accuracy"]:.4f}' in probe.stdout
 
 
 def test_weight_decay_spares_what_beit_spares():

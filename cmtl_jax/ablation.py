@@ -417,8 +417,9 @@ def _caveat(table: dict, arms: Sequence[str]) -> str:
 def conclusions(table: dict, folds: int, baseline: str = BASELINE) -> list:
   """The report's sentences, one per comparison that ran, each with a caveat when one of its arms is flagged."""
   lines = []
+  twin_of_baseline = FRESH_BEIT_TWINS.get(baseline) if 'vs_fresh_beit' in table.get(baseline, {}) else None
   for arm, row in table.items():
-    if 'vs_baseline' in row:
+    if 'vs_baseline' in row and arm != twin_of_baseline:  # That pair has its sentence below.
       what = {'hybrid': 'the pretrained BERT layers added to BEiT',
               'hybrid_random_bert': 'the same layers without text pretraining: capacity alone',
               'hybrid_frozen_bert': 'pretrained BERT layers that do not train'}.get(arm, '')

@@ -299,8 +299,9 @@ def write_ablation_report(path: str, *, summary: dict, config, commands: Sequenc
               '95 % interval and p.', '']
     arms = [a for a in points[sizes[0]]['arms']]
     # (column, arm, comparison key): the differences each size reports, when both of their arms ran.
-    differences = [(f'hybrid − {baseline}', 'hybrid', 'vs_baseline'),
-                   ('hybrid − hybrid_random_bert', 'hybrid', 'vs_random_bert')]
+    differences = [(f'hybrid − {other}', 'hybrid', key) for other, key in ((baseline, 'vs_baseline'),
+                                                                          ('hybrid_random_bert', 'vs_random_bert'))
+                   if 'hybrid' in arms and other in arms]
     first = points[sizes[0]]['table']
     differences += [(f'{arm} − {first[arm]["fresh_beit_twin"]}', arm, 'vs_fresh_beit') for arm in arms
                     if 'fresh_beit_twin' in first[arm]]

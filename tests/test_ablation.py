@@ -329,4 +329,5 @@ def test_each_pretrained_beit_arm_is_compared_with_its_fresh_twin(tiny_config, t
   report = (tmp_path / 'out' / 'report.md').read_text()
   assert '`beit` vs `fresh_beit`' in report and '`hybrid` vs `hybrid_fresh_beit`' in report
   curve_head = next(line for line in report.splitlines() if line.startswith('| images per class |'))
-  assert curve_head.endswith('| beit − fresh_beit |')  # The curve ran beit and its twin only.
+  assert curve_head.endswith('| logistic regression (pixels) | beit − fresh_beit |')  # Only beit and its twin ran.
+  assert report.count('`beit` vs `fresh_beit`') == 1 + len(config.curve_sizes) and '`fresh_beit` vs `beit`' not in report

@@ -27,6 +27,7 @@ from cmtl_jax.models.configs import BeitConfig
 from cmtl_jax.pretrain import masking
 from cmtl_jax.pretrain import mim
 from cmtl_jax.pretrain import tokenizer as tokenizer_lib
+from cmtl_jax.search import store
 
 TOKENIZER_FILE = 'tokenizer.npz'
 CHECKPOINT_DIR = 'checkpoint'
@@ -37,20 +38,6 @@ CONFIG_FILE = 'pretrain_config.json'
 def beit_config(config) -> BeitConfig:
   """The BEiT a config pretrains: `config.beit` with the mask token on."""
   return BeitConfig.from_dict({**config.beit.to_dict(), 'use_mask_token': True})
-
-
-def _check_workdir(config, workdir: str) -> None:
-  """Writes the config beside the run, or refuses a workdir holding a run of another config."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  mine = json.loads(json.dumps(config.to_dict(), default=list))
-  if os.path.exists(path):
-    with open(path) as f:
-      if json.load(f) != mine:
-        raise ConfigError(f'workdir {workdir!r} holds a pretraining run of another config ({path}): rerun with '
-                          f'that config to resume, or use a new --workdir.')
-    return
-  with report.atomic(path) as tmp, open(tmp, 'w') as f:
-    json.dump(mine, f, indent=2, sort_keys=True)
 
 
 def _tokenizer(config, images: np.ndarray, workdir: str, image_size: int) -> tokenizer_lib.PatchTokenizer:
@@ -102,7 +89,7 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
     raise ConfigError('pretraining starts a fresh BEiT from beit.*: drop --config.beit_path.')
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  _check_workdir(config, workdir)
+  store.check_workdir_config(workdir, CONFIG_FILE, config.to_dict(), 'a pretraining run')
   dataset = data.load_dataset(config, validation=False)
   c = beit_config(config)
   data.check_channels(dataset, c.num_channels, config.gray_to_rgb)

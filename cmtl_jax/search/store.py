@@ -15,6 +15,33 @@ def jsonable(value):
   return json.loads(json.dumps(value, default=list))
 
 
+def check_workdir_config(workdir: str, file_name: str, fingerprint: dict, what: str) -> None:
+  """Writes `fingerprint` (the config of the run `workdir` holds) to `workdir/file_name` on the first run; on a
+  rerun, refuses a different one.
+
+  Raises:
+    ConfigError: the file is unreadable, or holds another config (the message names the keys that differ).
+  """
+  path = os.path.join(workdir, file_name)
+  fingerprint = jsonable(fingerprint)
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        existing = json.load(f)
+    except (OSError, ValueError):
+      raise ConfigError(f'{path} is unreadable: this workdir is not {what} of cmtl_jax; use a new '
+                        f'--workdir.') from None
+    if existing != fingerprint:
+      differ = sorted(_differences(existing, fingerprint))
+      raise ConfigError(f'workdir {workdir!r} holds {what} of another config (different config keys: '
+                        f'{", ".join(differ)}): rerun with the same config to resume, or use a new --workdir.')
+    return
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(fingerprint, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
 class Store:
   """A search's progress as orbax checkpoints under `<workdir>/<name>` (one step per finished group, or per
   finished round of a halving search), plus the fingerprint of the run that made them (`grid_config.json`); a
@@ -30,24 +57,7 @@ class Store:
                max_to_keep: Optional[int] = None):
     os.makedirs(workdir, exist_ok=True)
     self.directory = os.path.join(os.path.abspath(workdir), name)
-    path = os.path.join(workdir, 'grid_config.json')
-    fingerprint = jsonable(fingerprint)
-    if os.path.exists(path):
-      try:
-        with open(path) as f:
-          existing = json.load(f)
-      except (OSError, ValueError):
-        raise ConfigError(f'{path} is unreadable: this workdir is not a grid run of cmtl_jax; use a new '
-                          f'--workdir.') from None
-      if existing != fingerprint:
-        differ = sorted(_differences(existing, fingerprint))
-        raise ConfigError(f'workdir {workdir!r} holds a grid run with a different config ({", ".join(differ)} '
-                          f'differ): rerun with the same config to resume, or use a new --workdir.')
-    else:
-      tmp = path + '.tmp'
-      with open(tmp, 'w') as f:
-        json.dump(fingerprint, f, indent=2, sort_keys=True)
-      os.replace(tmp, path)
+    check_workdir_config(workdir, 'grid_config.json', fingerprint, 'a grid run')
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
                                          options=options)

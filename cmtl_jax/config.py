@@ -165,13 +165,16 @@ def _check_keys_and_types(config, defaults, prefix=''):
       raise ConfigError(f'{name} must be {text}, got {value!r}.')
 
 
-def _key_names(config, prefix='') -> list:
-  """Every key of `config` as a dotted name, groups' keys included ('beit.image_size')."""
+def _key_names(config, prefix='', groups=True) -> list:
+  """Every key of `config` as a dotted name, groups' keys included ('beit.image_size'); with `groups` False, the
+  values' names only (no 'beit')."""
   names = []
   for key, value in config.items():
-    names.append(prefix + key)
-    if isinstance(value, ml_collections.ConfigDict) and key != 'grid':
-      names += _key_names(value, prefix + key + '.')
+    is_group = isinstance(value, ml_collections.ConfigDict)
+    if groups or not is_group:
+      names.append(prefix + key)
+    if is_group and key != 'grid':
+      names += _key_names(value, prefix + key + '.', groups)
   return names
 
 
@@ -182,7 +185,7 @@ def key_exists(name: str) -> bool:
 
 def unknown_key_message(name: str) -> str:
   """'unknown config key 'x': nearest valid keys ...' for a dotted key name."""
-  nearest = difflib.get_close_matches(name, _key_names(base_config()), n=3, cutoff=0.5)
+  nearest = difflib.get_close_matches(name, _key_names(base_config(), groups=False), n=3, cutoff=0.5)
   hint = f'nearest valid keys: {", ".join(nearest)}' if nearest else 'see cmtl_jax/config.py for the keys'
   return f'unknown config key {name!r}: {hint}.'
 

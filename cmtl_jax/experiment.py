@@ -57,8 +57,10 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   init_rng, train_rng = train.model_rngs(config.seed)
   model, params, pretrained, sources = model_lib.build_model(config, dataset.num_classes, init_rng)
   data.check_channels(dataset, model.beit_config.num_channels, config.gray_to_rgb)
-  if not sources['beit']['pretrained'] and log:
-    log('note: the image side (BEiT) is not pretrained: it starts from a fresh config.')
+  if log:
+    beit = sources['beit']
+    log(f'the image side (BEiT) is pretrained: {beit["tensors_loaded"]} tensors from {beit["source"]}'
+        if beit['pretrained'] else 'note: the image side (BEiT) is not pretrained: it starts from a fresh config.')
   steps = train.steps_per_epoch(len(dataset.train), config.batch_size)
   tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
   images, labels = data.stage(dataset)

@@ -35,14 +35,22 @@ def one_line_errors():
     sys.exit(2)
 
 
+def overridden_keys(argv, flags_named=('config',)) -> list:
+  """The dotted config keys that `--config.<key>=...` overrides in `argv` set (`flags_named`: the config flags)."""
+  keys = []
+  for arg in argv[1:]:
+    flag, _, key = arg.lstrip('-').split('=', 1)[0].partition('.')
+    if key and flag in flags_named:
+      keys.append(key)
+  return keys
+
+
 def _unknown_override(argv) -> str:
   """The first `--config.<key>=...` / `--grid_config.<key>=...` override in `argv` naming no config key, as an error
   message with the nearest valid keys; '' when all exist."""
   from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  for arg in argv[1:]:
-    name = arg.lstrip('-').split('=', 1)[0]
-    flag, _, key = name.partition('.')
-    if key and flag in ('config', 'grid_config') and not config_lib.key_exists(key):
+  for key in overridden_keys(argv, ('config', 'grid_config')):
+    if not config_lib.key_exists(key):
       return config_lib.unknown_key_message(key)
   return ''
 

@@ -1,4 +1,4 @@
-"""GridSearchCV over the config's `grid` with stratified K-fold CV; resumable in --workdir.
+r"""GridSearchCV over the config's `grid` with stratified K-fold CV; resumable in --workdir.
 
   python -m experiments.grid_search --config=experiments/configs/digits_grid.py --workdir=/tmp/cmtl_grid
 

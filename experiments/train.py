@@ -1,4 +1,4 @@
-"""Trains one classifier from a config file and writes metrics.json and a checkpoint into --workdir.
+r"""Trains one classifier from a config file and writes metrics.json and a checkpoint into --workdir.
 
   python -m experiments.train --config=experiments/configs/digits.py --workdir=/tmp/cmtl_digits \
       [--config.optimizer=sgdm --config.learning_rate=1e-3 --config.variant=beit ...]

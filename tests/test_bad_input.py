@@ -134,6 +134,15 @@ def test_the_cli_names_a_misspelled_override_and_its_nearest_keys(override, mess
   assert cli._unknown_override(['prog', '--config=c.py', '--config.learning_rate=0.1']) == ''
 
 
+def test_suggestions_name_keys_not_groups():
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  message = config_lib.unknown_key_message('pretrain.epochs')
+  names = message.split('nearest valid keys: ')[1].rstrip('.').split(', ')
+  assert 'pretrain.num_epochs' in names
+  assert all(config_lib.key_exists(name) for name in names), names
+  assert not any(isinstance(config_lib.base_config().get(name), ml_collections.ConfigDict) for name in names), names
+
+
 def test_batch_larger_than_a_fold_is_refused_before_any_training(tiny_config, monkeypatch):
   from cmtl_jax.search import grid  # pylint: disable=g-import-not-at-top
   from cmtl_jax.search import stacked  # pylint: disable=g-import-not-at-top

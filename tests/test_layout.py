@@ -1,4 +1,5 @@
-"""The house: imports inside the library point one way, and importing it loads nothing from `experiments`.
+"""The house: imports inside the library point one way, importing it loads nothing from `experiments`, and the
+entry points' docstrings (their `--help`) print the commands as written.
 
 The chain, lowest first (a module may import modules of its own rank or lower): errors -> config (with the model
 configs it validates `beit.*` keys against, plain dataclasses) -> data, metrics, stats, prng -> models -> optim ->
@@ -77,3 +78,28 @@ def test_importing_the_library_loads_nothing_from_experiments():
   out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip() == '[]'
+
+
+def joins_lines(path: str) -> bool:
+  """Whether the module docstring at `path` has a backslash at a line's end that Python reads as a line
+  continuation (a non-raw string), so that `--help` and `print(__doc__)` show two lines of a command as one."""
+  with open(path) as f:
+    source = f.read()
+  body = ast.parse(source).body
+  if not body or not isinstance(body[0], ast.Expr) or not isinstance(body[0].value, ast.Constant):
+    return False
+  literal = ast.get_source_segment(source, body[0].value)
+  return '\\\n' in literal and not literal.lower().startswith('r')
+
+
+def test_entry_point_and_config_docstrings_keep_their_line_breaks():
+  paths = [os.path.join(root, name) for root, _, files in os.walk(os.path.join(REPO, 'experiments'))
+           for name in files if name.endswith('.py')]
+  assert [p for p in paths if joins_lines(p)] == []
+
+
+def test_a_joined_docstring_line_is_caught(tmp_path):
+  command = 'python -m experiments.train \\\n    --config.variant=beit\n'
+  (tmp_path / 'plain.py').write_text(f'"""Run:\n  {command}"""\n')
+  (tmp_path / 'raw.py').write_text(f'r"""Run:\n  {command}"""\n')
+  assert joins_lines(str(tmp_path / 'plain.py')) and not joins_lines(str(tmp_path / 'raw.py'))

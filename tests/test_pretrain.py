@@ -174,16 +174,36 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(finished_run, tmp_pat
   with pytest.raises(_Killed):
     run_lib.pretrain(config, workdir, log=_kill_after_first_epoch)
   assert int(run_lib.load_state(workdir)['step']) == whole['steps_per_epoch']  # Epoch 1 was saved, no more.
+  # Keys pretraining does not read (fine-tuning's) may differ on the rerun.
+  finetuning = _config(config.data_dir)
+  finetuning.learning_rate, finetuning.num_epochs, finetuning.arms = 0.5, 99, ('beit',)
   lines = []
-  resumed = run_lib.pretrain(config, workdir, log=lines.append)
+  resumed = run_lib.pretrain(finetuning, workdir, log=lines.append)
   assert lines[0] == 'resuming after epoch 1 of 2' and len(lines) == 2
   assert resumed['history'] == [dict(h, seconds=r['seconds']) for h, r in zip(whole['history'], resumed['history'])]
   jax.tree.map(np.testing.assert_array_equal, run_lib.load_state(workdir), run_lib.load_state(whole_dir))
+  assert run_lib.finished_epochs(workdir) == 2 and run_lib.finished_epochs(str(tmp_path / 'none')) == 0
+  # A finished run says so and exports the same weights again.
+  lines = []
+  run_lib.pretrain(config, workdir, log=lines.append)
+  assert lines == ['already finished (2 epochs): exporting it again']
+  jax.tree.map(np.testing.assert_array_equal, checkpoints.load_beit(os.path.join(workdir, 'beit')).params,
+               run_lib.load_state(whole_dir)['params']['beit'])
   # Another config is refused in the same workdir.
   other = _config(config.data_dir)
   other.pretrain.mask_ratio = 0.5
   with pytest.raises(ConfigError, match='another config'):
     run_lib.pretrain(other, workdir, log=None)
+
+
+def test_overrides_of_keys_pretraining_ignores_are_refused():
+  assert set(run_lib.READS) <= set(config_lib.base_config())
+  run_lib.check_overrides(['pretrain.num_epochs', 'beit.image_size', 'data_dir', 'batch_size', 'seed'])
+  with pytest.raises(ConfigError, match=r'not read --config.num_epochs, a fine-tuning key: did you mean '
+                                        r'--config.pretrain.num_epochs\?'):
+    run_lib.check_overrides(['seed', 'num_epochs'])
+  with pytest.raises(ConfigError, match=r'not read --config.grid.learning_rate, a fine-tuning key \(it reads'):
+    run_lib.check_overrides(['grid.learning_rate'])
 
 
 def test_the_export_reloads_through_beit_path(finished_run):
@@ -205,6 +225,9 @@ def test_the_export_reloads_through_beit_path(finished_run):
                                 trained['encoder']['layer']['0']['lambda_1'])
   with open(os.path.join(result['beit_path'], 'config.json')) as f:
     assert json.load(f)['use_mask_token'] is True
+  # The workdir itself given as the BEiT: the error names the checkpoint inside it.
+  with pytest.raises(checkpoints.MissingPathError, match=f"did you mean '{result['beit_path']}'"):
+    checkpoints.load_beit(workdir)
 
 
 def test_every_beit_parameter_has_a_hugging_face_name_that_reads_back():
@@ -291,25 +314,32 @@ def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_di
 
   environment = {**os.environ, 'PYTHONUNBUFFERED': '1'}
 
-  def run(workdir, kill_at_line=None):
-    """The command's stdout; with `kill_at_line`, SIGKILLed a random 0 - 0.3 s after printing that line."""
-    process = subprocess.Popen(command(workdir), cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, env=environment)
-    if kill_at_line is None:
-      out, _ = process.communicate(timeout=600)
-      assert process.returncode == 0, out[-3000:]
-      return out
-    for line in process.stdout:
-      if line.startswith(kill_at_line):
-        time.sleep(np.random.default_rng(0).uniform(0, 0.3))
-        process.send_signal(signal.SIGKILL)
-        break
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
-    return ''
+  def run(workdir, kill_at_line=None, sig=signal.SIGKILL):
+    """The command's stdout; with `kill_at_line`, sent `sig` a random 0 - 0.3 s after printing that line (then
+    its stderr)."""
+    err_file = tmp_path / 'stderr.txt'  # A file, not a pipe: the progress bar would fill a pipe nobody reads.
+    with open(err_file, 'w') as err:
+      process = subprocess.Popen(command(workdir), cwd=repo, stdout=subprocess.PIPE, stderr=err, text=True,
+                                 env=environment)
+      if kill_at_line is None:
+        out, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, err_file.read_text()[-3000:]
+        return out
+      for line in process.stdout:
+        if line.startswith(kill_at_line):
+          time.sleep(np.random.default_rng(0).uniform(0, 0.3))
+          process.send_signal(sig)
+          break
+      process.communicate(timeout=600)
+    assert process.returncode == (130 if sig == signal.SIGINT else -sig), err_file.read_text()[-3000:]
+    return err_file.read_text()
 
   run(tmp_path / 'whole')
   run(tmp_path / 'killed', kill_at_line='epoch 2/6')
+  # Ctrl-C: no traceback, one line saying how far the run got.
+  err = run(tmp_path / 'killed', kill_at_line='epoch ', sig=signal.SIGINT)
+  saved = run_lib.finished_epochs(str(tmp_path / 'killed'))
+  assert 'Traceback' not in err and f'interrupted with {saved} of 6 epochs saved: rerun the same command' in err, err
   out = run(tmp_path / 'killed')
   assert out.startswith('resuming after epoch ') and 'epoch 6/6' in out, out
   whole = safetensors_numpy.load_file(str(tmp_path / 'whole' / 'beit' / 'model.safetensors'))

@@ -184,8 +184,11 @@ def read_config(directory: str, config_cls, kind: str):
   model type: e.g. a BERT directory given as the BEiT path)."""
   config_file = os.path.join(directory, CONFIG_FILE)
   if not os.path.isfile(config_file):
-    raise MissingPathError(f'{kind} path {directory!r} has no config.json: point it at a directory saved with '
-                           f'save_pretrained.')
+    inside = sorted(name for name in os.listdir(directory)
+                    if os.path.isfile(os.path.join(directory, name, CONFIG_FILE)))
+    hint = f' (did you mean {os.path.join(directory, inside[0])!r}?)' if inside else ''
+    raise MissingPathError(f'{kind} path {directory!r} has no config.json{hint}: point it at a directory saved '
+                           f'with save_pretrained.')
   with open(config_file) as f:
     try:
       found = json.load(f).get('model_type')

@@ -34,6 +34,31 @@ CHECKPOINT_DIR = 'checkpoint'
 BEIT_DIR = 'beit'
 CONFIG_FILE = 'pretrain_config.json'
 
+# The top-level config keys pretraining reads: those that choose the images, the model (`beit`), the optimisation
+# keys it shares with fine-tuning, and the `pretrain` group. Every other key (learning_rate, num_epochs, the grid,
+# the arms, ...) is fine-tuning's: a rerun that changes one still resumes.
+READS = ('dataset', 'data_dir', 'manual_dir', 'image_key', 'label_key', 'test_fraction', 'val_fraction', 'split_seed',
+         'train_per_class', 'gray_to_rgb', 'data_memory_fraction', 'image_size', 'channels', 'resize',
+         'on_bad_image', 'prepared_dir', 'cv', 'beit', 'beit_path', 'batch_size', 'seed', 'warmup_fraction', 'decay',
+         'grad_clip', 'dtype', 'pretrain')
+
+
+def check_overrides(keys) -> None:
+  """Refuses command-line overrides (dotted config keys) that pretraining would ignore, such as `num_epochs` for
+  `pretrain.num_epochs`.
+
+  Raises:
+    ConfigError: naming the first such key, and its `pretrain.*` namesake when there is one.
+  """
+  pretrain_keys = config_lib.base_config().pretrain
+  for key in keys:
+    top = key.split('.')[0]
+    if top not in READS:
+      namesake = f': did you mean --config.pretrain.{top}?' if top in pretrain_keys else ''
+      raise ConfigError(f'pretraining does not read --config.{key}, a fine-tuning key{namesake} (it reads the '
+                        f'dataset keys, beit.*, batch_size, seed, warmup_fraction, decay, grad_clip, dtype and '
+                        f'pretrain.*).')
+
 
 def beit_config(config) -> BeitConfig:
   """The BEiT a config pretrains: `config.beit` with the mask token on."""
@@ -89,7 +114,8 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
     raise ConfigError('pretraining starts a fresh BEiT from beit.*: drop --config.beit_path.')
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  store.check_workdir_config(workdir, CONFIG_FILE, config.to_dict(), 'a pretraining run')
+  keys = config.to_dict()
+  store.check_workdir_config(workdir, CONFIG_FILE, {key: keys[key] for key in READS}, 'a pretraining run')
   dataset = data.load_dataset(config, validation=False)
   c = beit_config(config)
   data.check_channels(dataset, c.num_channels, config.gray_to_rgb)
@@ -122,14 +148,16 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
         state=ocp.args.StandardRestore(jax.tree.map(np.asarray, state)), history=ocp.args.JsonRestore()))
     state, history = jax.tree.map(jnp.asarray, restored.state), list(restored.history)
     if log:
-      log(f'resuming after epoch {start_epoch} of {num_epochs}')
+      log(f'already finished ({num_epochs} epochs): exporting it again' if start_epoch >= num_epochs else
+          f'resuming after epoch {start_epoch} of {num_epochs}')
 
   step = jax.jit(mim.make_train_step(model, tx, image_size=c.image_size), donate_argnums=0)
   images = jax.device_put(dataset.images)
   centroids = jnp.asarray(tokenizer.centroids)
   start = time.perf_counter()
   import tqdm  # pylint: disable=g-import-not-at-top
-  bar = tqdm.tqdm(total=steps * (num_epochs - start_epoch), unit='step', disable=log is None, dynamic_ncols=True)
+  bar = tqdm.tqdm(total=steps * (num_epochs - start_epoch), unit='step', disable=log is None or start_epoch >= num_epochs,
+                  dynamic_ncols=True)
   for epoch in range(start_epoch + 1, num_epochs + 1):
     indices, masks = _epoch_batches(config, pool, epoch, steps, grid)
     losses, accuracies = [], []
@@ -161,11 +189,22 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   return result
 
 
+def _manager(workdir: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+                               item_names=('state', 'history'))
+
+
+def finished_epochs(workdir: str) -> int:
+  """Epochs of a pretraining workdir saved so far (0 when none has finished)."""
+  if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
+    return 0
+  return _manager(workdir).latest_step() or 0
+
+
 def load_state(workdir: str):
   """The raw orbax state `{'params', 'opt', 'step'}` of a pretraining workdir's latest epoch (numpy arrays), for
   inspection and tests; None when no epoch has finished."""
-  manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
-                                  item_names=('state', 'history'))
+  manager = _manager(workdir)
   step = manager.latest_step()
   if step is None:
     return None

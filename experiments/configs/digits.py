@@ -1,4 +1,4 @@
-"""The embedded default: the hybrid (fresh 2-layer BEiT -> first 2 pretrained MiniLM layers) on scikit-learn digits.
+r"""The embedded default: the hybrid (fresh 2-layer BEiT -> first 2 pretrained MiniLM layers) on scikit-learn digits.
 
   python -m experiments.train --config=experiments/configs/digits.py --workdir=/tmp/cmtl_digits
 

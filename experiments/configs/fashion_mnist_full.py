@@ -1,4 +1,4 @@
-"""The paper's full setting on Fashion-MNIST, CPU-sized: a BEiT pretrained here by masked image modelling on the
+r"""The paper's full setting on Fashion-MNIST, CPU-sized: a BEiT pretrained here by masked image modelling on the
 60,000 training images (labels unused), then the nested ablation with both sides pretrained, against the same arms
 with that BEiT fresh.
 

@@ -1,4 +1,4 @@
-"""The hybrid on your own images: a folder with one sub-folder per class (or train/ and test/ folders of them).
+r"""The hybrid on your own images: a folder with one sub-folder per class (or train/ and test/ folders of them).
 
   python -m experiments.make_image_folder --out=/tmp/fashion_folder
   python -m experiments.train --config=experiments/configs/folder.py --config.data_dir=/tmp/fashion_folder \

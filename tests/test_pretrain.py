@@ -206,6 +206,15 @@ def test_overrides_of_keys_pretraining_ignores_are_refused():
     run_lib.check_overrides(['grid.learning_rate'])
 
 
+def test_the_cli_help_lists_every_pretrain_key_with_its_default():
+  import ast  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', 'pretrain.py')) as f:
+    doc = ast.get_docstring(ast.parse(f.read()))
+  listed = {key: ast.literal_eval(value) for key, value in re.findall(r'^  pretrain\.(\w+)=(\S+) ', doc, re.M)}
+  assert listed == config_lib.base_config().pretrain.to_dict()
+
+
 def test_the_export_reloads_through_beit_path(finished_run):
   config, workdir, result = finished_run
   assert result['beit_path'] == os.path.join(workdir, 'beit')

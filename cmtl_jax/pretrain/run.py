@@ -156,8 +156,8 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   centroids = jnp.asarray(tokenizer.centroids)
   start = time.perf_counter()
   import tqdm  # pylint: disable=g-import-not-at-top
-  bar = tqdm.tqdm(total=steps * (num_epochs - start_epoch), unit='step', disable=log is None or start_epoch >= num_epochs,
-                  dynamic_ncols=True)
+  bar = tqdm.tqdm(total=steps * (num_epochs - start_epoch), unit='step',
+                  disable=log is None or start_epoch >= num_epochs, dynamic_ncols=True)
   for epoch in range(start_epoch + 1, num_epochs + 1):
     indices, masks = _epoch_batches(config, pool, epoch, steps, grid)
     losses, accuracies = [], []

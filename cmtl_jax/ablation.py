@@ -1,15 +1,15 @@
 """The ablation: does text pretraining help the image model? Nested cross-validation, every arm tuned on its own.
 
-Each arm is a setting of three config keys:
+Each arm is a setting of four config keys:
 
 - `beit`: BEiT alone (the paper's baseline);
 - `hybrid`: BEiT -> pretrained BERT layers (the paper's model);
 - `hybrid_random_bert`: the same architecture with the BERT layers freshly initialised (extra capacity without
   transferred knowledge);
 - `hybrid_frozen_bert`: pretrained BERT layers frozen except their LayerNorms; BEiT, adapter and head train;
-- `fresh_beit`, `hybrid_fresh_beit`, `hybrid_random_bert_fresh_beit`: the first three with a freshly initialised
-  BEiT when `beit_path` gives the others a pretrained one (e.g. from `experiments.pretrain`): what image
-  pretraining adds.
+- `fresh_beit`, `hybrid_fresh_beit`, `hybrid_random_bert_fresh_beit`: the first three with `beit_path`'s BEiT
+  freshly initialised (its architecture, random weights) where the others load its weights (e.g. from
+  `experiments.pretrain`): what image pretraining adds.
 
 The protocol (nested CV: selection sits inside the loop that scores, so the scores carry no selection bias;
 Varma & Simon 2006, Cawley & Talbot 2010):
@@ -52,17 +52,15 @@ from cmtl_jax import train
 from cmtl_jax.errors import AllCellsDivergedError, ConfigError
 
 ARMS = {
-    'beit': dict(variant='beit', bert_pretrained=True, freeze_bert=False),
-    'hybrid': dict(variant='hybrid', bert_pretrained=True, freeze_bert=False),
-    'hybrid_random_bert': dict(variant='hybrid', bert_pretrained=False, freeze_bert=False),
-    'hybrid_frozen_bert': dict(variant='hybrid', bert_pretrained=True, freeze_bert=True),
-    'fresh_beit': dict(variant='beit', bert_pretrained=True, freeze_bert=False, beit_path=''),
-    'hybrid_fresh_beit': dict(variant='hybrid', bert_pretrained=True, freeze_bert=False, beit_path=''),
-    'hybrid_random_bert_fresh_beit': dict(variant='hybrid', bert_pretrained=False, freeze_bert=False, beit_path=''),
+    'beit': dict(variant='beit', bert_pretrained=True, freeze_bert=False, beit_pretrained=True),
+    'hybrid': dict(variant='hybrid', bert_pretrained=True, freeze_bert=False, beit_pretrained=True),
+    'hybrid_random_bert': dict(variant='hybrid', bert_pretrained=False, freeze_bert=False, beit_pretrained=True),
+    'hybrid_frozen_bert': dict(variant='hybrid', bert_pretrained=True, freeze_bert=True, beit_pretrained=True),
 }
-# Each arm with a pretrained BEiT (`beit_path`) and its twin with a fresh one.
+# Each arm with a pretrained BEiT (`beit_path`) and its twin: the same BEiT architecture with random weights.
 FRESH_BEIT_TWINS = {'beit': 'fresh_beit', 'hybrid': 'hybrid_fresh_beit',
                     'hybrid_random_bert': 'hybrid_random_bert_fresh_beit'}
+ARMS.update({twin: dict(ARMS[arm], beit_pretrained=False) for arm, twin in FRESH_BEIT_TWINS.items()})
 BASELINE = 'beit'
 PAPER_ACCURACY_GAIN = 0.128  # The paper's "+12.8 % accuracy" of the hybrid over BEiT alone.
 REFERENCES = ('logistic_regression', 'chance')
@@ -77,7 +75,7 @@ def validate_arms(arms: Sequence[str], key: str = 'arms', beit_path: str = '') -
     raise ConfigError(f'{key} must name at least one of {", ".join(ARMS)}; got {list(arms)!r}.')
   if len(set(arms)) != len(arms):
     raise ConfigError(f'{key} repeats an arm: {list(arms)!r}.')
-  fresh = [a for a in arms if ARMS[a].get('beit_path') == '']
+  fresh = [a for a in arms if not ARMS[a]['beit_pretrained']]
   if fresh and not beit_path:
     raise ConfigError(f'{key} names {", ".join(fresh)}, which differ from their twins only by a fresh BEiT, but '
                       f'every BEiT is fresh without a checkpoint: set --config.beit_path (e.g. P/beit from '
@@ -87,8 +85,12 @@ def validate_arms(arms: Sequence[str], key: str = 'arms', beit_path: str = '') -
 def pretrained_sides(config, arm: str) -> dict:
   """Which sides of `arm` start from checkpoints, as the config loads them."""
   settings = ARMS[arm]
-  beit_path = settings.get('beit_path', config.beit_path)
-  beit = f'pretrained ({beit_path})' if beit_path else 'fresh (not pretrained)'
+  if not config.beit_path:
+    beit = 'fresh (not pretrained)'
+  elif settings['beit_pretrained']:
+    beit = f'pretrained ({config.beit_path})'
+  else:
+    beit = f'fresh (random init, architecture of {config.beit_path})'
   if settings['variant'] == 'beit':
     bert = 'none'
   elif not settings['bert_pretrained']:

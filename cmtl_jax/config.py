@@ -54,6 +54,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.bert_pretrained = True      # False: BERT's architecture with fresh random weights (the ablation's control).
   c.freeze_bert = False         # Freeze BERT's attention and MLP weights (its LayerNorms still train).
   c.beit_path = ''              # Hub id or local dir; '' = a fresh BEiT built from `beit` below.
+  c.beit_pretrained = True      # False: beit_path's architecture with fresh random weights (the ablation's control).
   c.beit = ml_collections.ConfigDict(dict(
       image_size=16, patch_size=4, num_channels=1, hidden_size=192, num_hidden_layers=2,
       num_attention_heads=3, intermediate_size=768, hidden_dropout_prob=0.0,

@@ -20,7 +20,7 @@ An override of a key it does not read (`--config.num_epochs`, `--config.learning
 
 --probe: after pretraining (or, with --probe_only, instead of it), scores a scikit-learn LogisticRegression on the
 frozen BEiT's pooled features (the training pool fits it, the held-out test split scores it), and the same probe on
-the same BEiT with random weights (`beit.*`, `seed`): the margin is what pretraining taught. Both go to
+the same BEiT architecture with random weights (from `seed`): the margin is what pretraining taught. Both go to
 <workdir>/probe.json.
 """
 
@@ -32,6 +32,7 @@ from absl import app
 from absl import flags
 
 from cmtl_jax import pretrain as pretrain_lib
+from cmtl_jax import report
 from cmtl_jax.errors import ConfigError
 from experiments import cli
 
@@ -59,17 +60,11 @@ def main(argv):
               f'epochs saved: rerun the same command to resume.', file=sys.stderr)
         sys.exit(130)
     if _PROBE.value or _PROBE_ONLY.value:
-      scores = {}
-      for name, beit_path in (('pretrained', pretrained_path), ('fresh', '')):
-        with config.unlocked():
-          config.beit_path = beit_path
-        scores[name] = pretrain_lib.probe_config(config)
-      margin = scores['pretrained']['test_accuracy'] - scores['fresh']['test_accuracy']
+      scores = pretrain_lib.compare_with_fresh(config, pretrained_path)
       print(f'linear probe test accuracy: pretrained {scores["pretrained"]["test_accuracy"]:.4f}, fresh '
-            f'{scores["fresh"]["test_accuracy"]:.4f} ({margin:+.4f})')
-      with open(os.path.join(workdir, 'probe.json'), 'w') as f:
-        json.dump({**scores, 'test_accuracy_margin': margin}, f, indent=2, default=float)
-
+            f'{scores["fresh"]["test_accuracy"]:.4f} ({scores["test_accuracy_margin"]:+.4f})')
+      with report.atomic(os.path.join(workdir, 'probe.json')) as tmp, open(tmp, 'w') as f:
+        json.dump(scores, f, indent=2, default=float)
 
 if __name__ == '__main__':
   app.run(main, flags_parser=cli.parse_flags)

@@ -396,3 +396,10 @@ def test_probe_config_probes_the_checkpoint_or_a_fresh_beit(finished_run, digits
       jax.random.key(config.seed), jnp.zeros((1, 8, 8, 1)))['params']
   assert fresh == {**probe.linear_probe(checkpoint.config.replace(use_mask_token=False), params, digits_small),
                    'beit': 'fresh'}
+  # The CLI's comparison: the checkpoint against its own architecture with random weights, and the margin.
+  both = probe.compare_with_fresh(config, result['beit_path'], log=None)
+  assert both['pretrained'] == scores
+  params = beit_lib.BeitModel(checkpoint.config).init(jax.random.key(config.seed), jnp.zeros((1, 8, 8, 1)))['params']
+  assert both['fresh'] == {**probe.linear_probe(checkpoint.config, params, digits_small),
+                           'beit': f'fresh (architecture of local:{result["beit_path"]})'}
+  assert both['test_accuracy_margin'] == scores['test_accuracy'] - both['fresh']['test_accuracy']

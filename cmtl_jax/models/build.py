@@ -179,7 +179,8 @@ def build_model(config, num_classes: int, rng):
     checkpoint, and `{'bert': {...}, 'beit': {...}}` saying which sides were pretrained and from where.
   """
   from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
-  beit = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict(), overrides=beit_overrides(config))
+  beit = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict(), overrides=beit_overrides(config),
+                               pretrained=config.beit_pretrained)
   bert = None
   if config.variant != 'beit':
     bert = checkpoints.load_bert(config.bert_path, config.bert_layers, pretrained=config.bert_pretrained)

@@ -478,7 +478,8 @@ def load_bert(path: str = '', num_layers: int = 0, pretrained: bool = True) -> C
   return Checkpoint(config, params, source, report)
 
 
-def load_beit(path: str = '', fresh: Optional[dict] = None, overrides: Optional[dict] = None) -> Checkpoint:
+def load_beit(path: str = '', fresh: Optional[dict] = None, overrides: Optional[dict] = None,
+              pretrained: bool = True) -> Checkpoint:
   """BEiT from a hub id or local directory, or a fresh one from the `fresh` config fields when `path` is ''.
 
   Args:
@@ -486,13 +487,15 @@ def load_beit(path: str = '', fresh: Optional[dict] = None, overrides: Optional[
     fresh: `BeitConfig` fields of a fresh BEiT.
     overrides: `BeitConfig` fields asked for beside a checkpoint: `image_size` resizes its position parameters,
       dropout and drop path rates replace the checkpoint's; any other field must equal the checkpoint's.
+    pretrained: False keeps only the checkpoint's architecture (config.json, with `overrides`; no weights are
+      read): the same BEiT with random weights.
 
   Raises:
     ConfigError: an override the checkpoint fixes otherwise, or any fault `load_params` finds.
   """
   if not path:
     return Checkpoint(BeitConfig.from_dict(fresh or {}), None, 'fresh')
-  directory, source = resolve(path, 'BEiT')
+  directory, source = resolve(path, 'BEiT', weights=pretrained)
   config = read_config(directory, BeitConfig, 'BEiT')
   overrides = dict(overrides or {})
   for key, value in overrides.items():
@@ -503,5 +506,8 @@ def load_beit(path: str = '', fresh: Optional[dict] = None, overrides: Optional[
   if image_size % config.patch_size:
     raise ConfigError(f'beit.image_size {image_size} is not a multiple of the checkpoint\'s patch_size '
                       f'{config.patch_size}.')
+  model_config = config.replace(**overrides, image_size=image_size)
+  if not pretrained:
+    return Checkpoint(model_config, None, f'fresh (architecture of {source})')
   params, report = load_params(directory, config, image_size)
-  return Checkpoint(config.replace(**overrides, image_size=image_size), params, source, report)
+  return Checkpoint(model_config, params, source, report)

@@ -3,7 +3,7 @@
 `run.py` (`pretrain(config, workdir)`: the resumable loop and the Hugging Face export), `probe.py` (a linear probe of
 frozen features)."""
 
-from cmtl_jax.pretrain.probe import linear_probe, probe_config
+from cmtl_jax.pretrain.probe import compare_with_fresh, linear_probe, probe_config
 from cmtl_jax.pretrain.run import pretrain
 
-__all__ = ['linear_probe', 'pretrain', 'probe_config']
+__all__ = ['compare_with_fresh', 'linear_probe', 'pretrain', 'probe_config']

@@ -51,19 +51,8 @@ def linear_probe(config: BeitConfig, params: dict, dataset: data.Dataset, *, C: 
           'num_train': int(len(train)), 'num_test': int(len(dataset.test))}
 
 
-def probe_config(config, log=print) -> dict:
-  """The linear probe of the BEiT a config names on its dataset: `config.beit_path` (e.g. a pretraining run's
-  `<workdir>/beit`), or with `beit_path` '' a fresh BEiT from `beit.*` initialised from `config.seed` (the
-  random-features baseline). Returns `linear_probe`'s dict with `beit` (where the weights came from).
-
-  Raises:
-    ConfigError: bad config keys, unreadable weights, channels that do not fit.
-  """
-  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
-  config_lib.validate(config)
-  dataset = data.load_dataset(config)
-  checkpoint = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict())
+def _probe(config, dataset: data.Dataset, checkpoint, log) -> dict:
+  """`linear_probe` of one BEiT checkpoint (random weights from `config.seed` when it holds none), with `beit`."""
   beit_config, params = checkpoint.config, checkpoint.params
   data.check_channels(dataset, beit_config.num_channels, config.gray_to_rgb)
   if params is None:
@@ -74,3 +63,38 @@ def probe_config(config, log=print) -> dict:
     log(f'linear probe ({checkpoint.source}): train accuracy {scores["train_accuracy"]:.4f}, test accuracy '
         f'{scores["test_accuracy"]:.4f} ({scores["num_train"]} / {scores["num_test"]} images)')
   return scores
+
+
+def probe_config(config, log=print) -> dict:
+  """The linear probe of the BEiT a config names on its dataset: `config.beit_path` (e.g. a pretraining run's
+  `<workdir>/beit`; with `beit_pretrained` False its architecture with random weights), or with `beit_path` '' a
+  fresh BEiT from `beit.*`; random weights are initialised from `config.seed`. Returns `linear_probe`'s dict with
+  `beit` (where the weights came from).
+
+  Raises:
+    ConfigError: bad config keys, unreadable weights, channels that do not fit.
+  """
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
+  config_lib.validate(config)
+  checkpoint = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict(), pretrained=config.beit_pretrained)
+  return _probe(config, data.load_dataset(config), checkpoint, log)
+
+
+def compare_with_fresh(config, beit_path: str, log=print) -> dict:
+  """The linear probe of the BEiT at `beit_path` and of the same architecture with random weights (from
+  `config.seed`), on `config`'s dataset: what pretraining taught, as a margin of test accuracy.
+
+  Returns:
+    `{'pretrained': {...}, 'fresh': {...}, 'test_accuracy_margin': pretrained - fresh}` (each `probe_config`'s dict).
+
+  Raises:
+    ConfigError: as `probe_config`.
+  """
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
+  config_lib.validate(config)
+  dataset = data.load_dataset(config)
+  scores = {name: _probe(config, dataset, checkpoints.load_beit(beit_path, pretrained=pretrained), log)
+            for name, pretrained in (('pretrained', True), ('fresh', False))}
+  return {**scores, 'test_accuracy_margin': scores['pretrained']['test_accuracy'] - scores['fresh']['test_accuracy']}

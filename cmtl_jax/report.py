@@ -1,4 +1,5 @@
-"""Files a finished search or ablation leaves in its workdir: cv_results.json / .csv, heatmaps, summaries, report.md."""
+"""Files a run leaves in its workdir: the fingerprint of its config (a rerun of another config is refused), and
+what a finished search or ablation writes: cv_results.json / .csv, heatmaps, summaries, report.md."""
 
 import contextlib
 import csv
@@ -9,6 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from cmtl_jax import metrics as metrics_lib
+from cmtl_jax.errors import ConfigError
 
 
 @contextlib.contextmanager
@@ -23,6 +25,52 @@ def atomic(path: str):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+def jsonable(value):
+  """`value` as JSON would give it back (tuples become lists)."""
+  return json.loads(json.dumps(value, default=list))
+
+
+def _differences(a, b, prefix=''):
+  if isinstance(a, dict) and isinstance(b, dict):
+    for key in set(a) | set(b):
+      yield from _differences(a.get(key), b.get(key), f'{prefix}{key}.')
+  elif a != b:
+    yield prefix.rstrip('.')
+
+
+def check_workdir_config(workdir: str, file_name: str, fingerprint: dict, what: str, write: bool = True) -> None:
+  """Refuses a `workdir` whose `file_name` holds another config than `fingerprint` (the config of the run it holds);
+  with `write`, records `fingerprint` there when it holds none yet. A run whose own checks come later compares
+  first and writes (`write_workdir_config`) only when it is about to save something, so a refused config leaves
+  nothing that would refuse its correction.
+
+  Raises:
+    ConfigError: the file is unreadable, or holds another config (the message names the keys that differ).
+  """
+  path = os.path.join(workdir, file_name)
+  fingerprint = jsonable(fingerprint)
+  if not os.path.exists(path):
+    if write:
+      write_workdir_config(workdir, file_name, fingerprint)
+    return
+  try:
+    with open(path) as f:
+      existing = json.load(f)
+  except (OSError, ValueError):
+    raise ConfigError(f'{path} is unreadable: this workdir is not {what} of cmtl_jax; use a new '
+                      f'--workdir.') from None
+  if existing != fingerprint:
+    differ = sorted(_differences(existing, fingerprint))
+    raise ConfigError(f'workdir {workdir!r} holds {what} of another config (different config keys: '
+                      f'{", ".join(differ)}): rerun with the same config to resume, or use a new --workdir.')
+
+
+def write_workdir_config(workdir: str, file_name: str, fingerprint: dict) -> None:
+  """Writes `fingerprint` to `workdir/file_name` (atomically) for `check_workdir_config` to compare with."""
+  with atomic(os.path.join(workdir, file_name)) as tmp, open(tmp, 'w') as f:
+    json.dump(jsonable(fingerprint), f, indent=2, sort_keys=True)
 
 
 def _pyplot():

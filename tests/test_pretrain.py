@@ -196,6 +196,14 @@ def test_an_interrupted_run_resumes_to_the_same_parameters(finished_run, tmp_pat
     run_lib.pretrain(other, workdir, log=None)
 
 
+def test_a_refused_run_leaves_nothing_that_refuses_its_correction(data_dir, tmp_path):
+  config = _config(data_dir)
+  config.pretrain.vocab_size = 5000  # More visual tokens than the tokenizer sample has distinct patches.
+  with pytest.raises(ConfigError, match='fewer than pretrain.vocab_size=5000'):
+    run_lib.pretrain(config, str(tmp_path), log=None)
+  assert os.listdir(tmp_path) == []
+
+
 def test_overrides_of_keys_pretraining_ignores_are_refused():
   assert set(run_lib.READS) <= set(config_lib.base_config())
   run_lib.check_overrides(['pretrain.num_epochs', 'beit.image_size', 'data_dir', 'batch_size', 'seed'])

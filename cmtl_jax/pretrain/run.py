@@ -27,7 +27,6 @@ from cmtl_jax.models.configs import BeitConfig
 from cmtl_jax.pretrain import masking
 from cmtl_jax.pretrain import mim
 from cmtl_jax.pretrain import tokenizer as tokenizer_lib
-from cmtl_jax.search import store
 
 TOKENIZER_FILE = 'tokenizer.npz'
 CHECKPOINT_DIR = 'checkpoint'
@@ -66,7 +65,7 @@ def beit_config(config) -> BeitConfig:
 
 
 def _tokenizer(config, images: np.ndarray, workdir: str, image_size: int) -> tokenizer_lib.PatchTokenizer:
-  """The workdir's tokenizer, or one fitted on the images' patches (and saved) when there is none yet."""
+  """The workdir's tokenizer, or one fitted on the images' patches when there is none yet (not saved here)."""
   path = os.path.join(workdir, TOKENIZER_FILE)
   if os.path.exists(path):
     return tokenizer_lib.PatchTokenizer.load(path)
@@ -76,11 +75,8 @@ def _tokenizer(config, images: np.ndarray, workdir: str, image_size: int) -> tok
   take = min(len(images), -(-config.pretrain.tokenizer_patches // patches_per_image))
   sample = images[np.sort(rng.choice(len(images), take, replace=False))]
   pixels = np.asarray(jax.jit(data.preprocess, static_argnums=(1, 2))(sample, image_size, num_channels))
-  tokenizer = tokenizer_lib.fit(pixels, config.beit.patch_size, config.pretrain.vocab_size,
-                                config.pretrain.tokenizer_patches, config.seed)
-  with report.atomic(path) as tmp:
-    tokenizer.save(tmp)
-  return tokenizer
+  return tokenizer_lib.fit(pixels, config.beit.patch_size, config.pretrain.vocab_size,
+                           config.pretrain.tokenizer_patches, config.seed)
 
 
 def _epoch_batches(config, pool: np.ndarray, epoch: int, steps: int, grid: tuple):
@@ -115,7 +111,9 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   keys = config.to_dict()
-  store.check_workdir_config(workdir, CONFIG_FILE, {key: keys[key] for key in READS}, 'a pretraining run')
+  fingerprint = {key: keys[key] for key in READS}
+  # Compared now, written once every check has passed: a refused config leaves nothing behind.
+  report.check_workdir_config(workdir, CONFIG_FILE, fingerprint, 'a pretraining run', write=False)
   dataset = data.load_dataset(config, validation=False)
   c = beit_config(config)
   data.check_channels(dataset, c.num_channels, config.gray_to_rgb)
@@ -126,6 +124,11 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   steps = len(pool) // config.batch_size
   num_epochs = config.pretrain.num_epochs
   tokenizer = _tokenizer(config, dataset.images[pool], workdir, c.image_size)
+  report.write_workdir_config(workdir, CONFIG_FILE, fingerprint)
+  tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
+  if not os.path.exists(tokenizer_path):
+    with report.atomic(tokenizer_path) as tmp:
+      tokenizer.save(tmp)
 
   model = mim.MaskedImageModel(c, vocab_size=tokenizer.vocab_size, dtype=jnp.dtype(config.dtype))
   tx = optim.make_optimizer('adam', config.pretrain.learning_rate, total_steps=steps * num_epochs,

@@ -23,6 +23,7 @@ from cmtl_jax import data
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax.models import build as model_lib
 from cmtl_jax import optim
+from cmtl_jax import report
 from cmtl_jax import train
 from cmtl_jax.data import folds as folds_lib
 from cmtl_jax.search import results as results_lib
@@ -338,7 +339,7 @@ class GridSearchCV:
 
   def fingerprint(self, dataset) -> dict:
     cv = self.cv if self._splits is None else folds_lib.fingerprint(self._splits)
-    return {'config': self.config.to_dict(), 'param_grid': store_lib.jsonable(self.param_grid), 'cv': cv,
+    return {'config': self.config.to_dict(), 'param_grid': report.jsonable(self.param_grid), 'cv': cv,
             'score_epoch': self.score_epoch_, 'dataset': dataset.name, 'pool': len(dataset.train) + len(dataset.val)}
 
   def _collect(self, done: dict) -> None:

@@ -1,45 +1,12 @@
 """A search's progress on disk: orbax checkpoints of finished groups (or halving rounds) beside the fingerprint of
 the run that made them, so that a rerun of the same search resumes and a different one is refused."""
 
-import json
 import os
 from typing import Optional
 
 import orbax.checkpoint as ocp
 
-from cmtl_jax.errors import ConfigError
-
-
-def jsonable(value):
-  """`value` as JSON would give it back (tuples become lists)."""
-  return json.loads(json.dumps(value, default=list))
-
-
-def check_workdir_config(workdir: str, file_name: str, fingerprint: dict, what: str) -> None:
-  """Writes `fingerprint` (the config of the run `workdir` holds) to `workdir/file_name` on the first run; on a
-  rerun, refuses a different one.
-
-  Raises:
-    ConfigError: the file is unreadable, or holds another config (the message names the keys that differ).
-  """
-  path = os.path.join(workdir, file_name)
-  fingerprint = jsonable(fingerprint)
-  if os.path.exists(path):
-    try:
-      with open(path) as f:
-        existing = json.load(f)
-    except (OSError, ValueError):
-      raise ConfigError(f'{path} is unreadable: this workdir is not {what} of cmtl_jax; use a new '
-                        f'--workdir.') from None
-    if existing != fingerprint:
-      differ = sorted(_differences(existing, fingerprint))
-      raise ConfigError(f'workdir {workdir!r} holds {what} of another config (different config keys: '
-                        f'{", ".join(differ)}): rerun with the same config to resume, or use a new --workdir.')
-    return
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(fingerprint, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+from cmtl_jax import report
 
 
 class Store:
@@ -57,7 +24,7 @@ class Store:
                max_to_keep: Optional[int] = None):
     os.makedirs(workdir, exist_ok=True)
     self.directory = os.path.join(os.path.abspath(workdir), name)
-    check_workdir_config(workdir, 'grid_config.json', fingerprint, 'a grid run')
+    report.check_workdir_config(workdir, 'grid_config.json', fingerprint, 'a grid run')
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
                                          options=options)
@@ -87,10 +54,3 @@ class Store:
     self.manager.save(index, args=ocp.args.Composite(**items), force=True)
     self.manager.wait_until_finished()
 
-
-def _differences(a, b, prefix=''):
-  if isinstance(a, dict) and isinstance(b, dict):
-    for key in set(a) | set(b):
-      yield from _differences(a.get(key), b.get(key), f'{prefix}{key}.')
-  elif a != b:
-    yield prefix.rstrip('.')

@@ -26,9 +26,16 @@ def lr_shape(total_steps: int, warmup_fraction: float, decay: str):
   return optax.join_schedules([optax.linear_schedule(0.0, 1.0, warmup), after], [warmup])
 
 
-def _decay_mask(params):
-  """Weight decay on matrices only, not on biases, LayerNorm scales or embeddings' position vectors."""
-  return jax.tree.map(lambda p: p.ndim >= 2, params)
+# Exempt from weight decay besides vectors: BEiT's `no_weight_decay` (its `pos_embed` and `cls_token`; Bao et al.
+# 2021, unilm/beit code), by the leaf names BEiT's and the hybrid's trees give them.
+NO_DECAY = ('position_embeddings', 'cls_token')
+
+
+def decay_mask(params):
+  """Which leaves weight decay applies to, as BEiT's recipe says: every tensor of rank >= 2 except `NO_DECAY`
+  (biases, LayerNorm scales and LayerScale vectors are rank 1, so exempt). A tree of bools like `params`."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: p.ndim >= 2 and getattr(path[-1], 'key', '') not in NO_DECAY, params)
 
 
 def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
@@ -59,8 +66,7 @@ def freeze(frozen) -> optax.GradientTransformation:
 
 def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fraction: float = 0.1,
                    decay: str = 'cosine', momentum: float = 0.9, weight_decay: float = 0.0,
-                   grad_clip: float = 0.0, lr_multipliers=None, frozen=None,
-                   decay_mask=None) -> optax.GradientTransformation:
+                   grad_clip: float = 0.0, lr_multipliers=None, frozen=None) -> optax.GradientTransformation:
   """Builds the optimiser; its state holds `hyperparams['learning_rate']`, the peak LR, as a float32 array.
 
   Args:
@@ -70,10 +76,8 @@ def make_optimizer(name: str, learning_rate, *, total_steps: int, warmup_fractio
     lr_multipliers: optional tree like the params with a float factor per leaf (fresh weights get larger LRs).
     frozen: optional tree like the params, True on leaves that never change (no optimiser state, not counted in
       the clipping norm).
-    decay_mask: which leaves weight decay applies to (a tree of bools or a function of the params); default every
-      leaf of rank >= 2.
+    weight_decay: decoupled (AdamW) or added to the gradient (SGDM), on the leaves `decay_mask` names.
   """
-  decay_mask = decay_mask or _decay_mask
   shape = lr_shape(total_steps, warmup_fraction, decay)
 
   def factory(learning_rate):

@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
+from cmtl_jax import optim
 from cmtl_jax.errors import ConfigError
 from cmtl_jax.models import beit as beit_lib
 from cmtl_jax.models import build as model_lib
@@ -377,17 +378,27 @@ def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_di
   assert f'fresh {scores["fresh"]["test_accuracy"]:.4f}' in probe.stdout
 
 
-def test_weight_decay_spares_what_beit_spares():
+def test_weight_decay_spares_what_beit_spares_in_pretraining_and_fine_tuning():
   config = BeitConfig.from_dict({**PRETRAIN_BEIT, 'use_mask_token': True})
   model = mim.MaskedImageModel(config, vocab_size=8)
   params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1, 16), bool)))
   decayed = {'.'.join(k.key for k in path) for path, d in
-             jax.tree_util.tree_flatten_with_path(mim.decay_mask(params['params']))[0] if d}
+             jax.tree_util.tree_flatten_with_path(optim.decay_mask(params['params']))[0] if d}
   assert 'beit.embeddings.mask_token' in decayed and 'lm_head.kernel' in decayed
   assert 'beit.encoder.layer.0.attention.attention.query.kernel' in decayed
   spared = {'beit.embeddings.cls_token', 'beit.embeddings.position_embeddings', 'lm_head.bias',
             'beit.encoder.layer.0.lambda_1', 'layernorm.scale'}
   assert not spared & decayed
+  # Fine-tuning applies the same rule to the classifier's tree.
+  classify = config_lib.base_config()
+  classify.beit.update(PRETRAIN_BEIT)
+  classify.bert_layers = 1
+  model = model_lib.build_model(classify, 10, jax.random.key(0))[0]
+  params = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1))))['params']
+  decayed = {'.'.join(k.key for k in path) for path, d in
+             jax.tree_util.tree_flatten_with_path(optim.decay_mask(params))[0] if d}
+  assert 'beit_encoder.layer.0.attention.attention.query.kernel' in decayed
+  assert not {'beit_embeddings.position_embeddings', 'beit_embeddings.cls_token'} & decayed
 
 
 def test_probe_config_probes_the_checkpoint_or_a_fresh_beit(finished_run, digits_small):

@@ -51,17 +51,6 @@ def masked_token_loss(logits, targets, mask):
   return (losses * weight).sum() / count, (correct * weight).sum() / count
 
 
-# Exempt from weight decay besides vectors: BEiT's `no_weight_decay` (its `pos_embed` and `cls_token`).
-NO_DECAY = ('position_embeddings', 'cls_token')
-
-
-def decay_mask(params):
-  """BEiT's weight-decay rule: every tensor of rank >= 2 except `NO_DECAY` (biases, LayerNorms and LayerScale
-  vectors are rank 1 and exempt too)."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, p: p.ndim >= 2 and getattr(path[-1], 'key', '') not in NO_DECAY, params)
-
-
 def init_state(params, tx) -> dict:
   """The pretraining state `{'params', 'opt', 'step'}` (`step` an int32 scalar: optimiser steps taken)."""
   return {'params': params, 'opt': tx.init(params), 'step': jnp.zeros((), jnp.int32)}

@@ -133,8 +133,7 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   model = mim.MaskedImageModel(c, vocab_size=tokenizer.vocab_size, dtype=jnp.dtype(config.dtype))
   tx = optim.make_optimizer('adam', config.pretrain.learning_rate, total_steps=steps * num_epochs,
                             warmup_fraction=config.warmup_fraction, decay=config.decay,
-                            weight_decay=config.pretrain.weight_decay, grad_clip=config.grad_clip,
-                            decay_mask=mim.decay_mask)
+                            weight_decay=config.pretrain.weight_decay, grad_clip=config.grad_clip)
   init_key, train_key = jax.random.split(jax.random.key(config.seed))
   grid = c.window
   pixels = jnp.zeros((1, c.image_size, c.image_size, c.num_channels))

@@ -143,6 +143,17 @@ def test_tokens_are_the_nearest_centroids_of_normalised_patches():
     tokenizer_lib.fit(np.zeros((2, 8, 8, 1), np.float32), 2, 64, 500, seed=0)
 
 
+def test_a_saved_tokenizer_reads_back_and_one_of_another_normalisation_is_refused(tmp_path):
+  tokenizer = tokenizer_lib.PatchTokenizer(np.arange(12, dtype=np.float32).reshape(3, 4), 2)
+  tokenizer.save(str(tmp_path / 'tokenizer.npz'))
+  back = tokenizer_lib.PatchTokenizer.load(str(tmp_path / 'tokenizer.npz'))
+  np.testing.assert_array_equal(back.centroids, tokenizer.centroids)
+  assert back.patch_size == 2
+  np.savez(tmp_path / 'other.npz', centroids=tokenizer.centroids, patch_size=2, variance_floor=0.5)
+  with pytest.raises(ConfigError, match='fitted with variance floor 0.5'):
+    tokenizer_lib.PatchTokenizer.load(str(tmp_path / 'other.npz'))
+
+
 def test_pretrain_keys_are_validated():
   c = config_lib.base_config()
   c.pretrain.mask_ratio = 1.5

@@ -18,6 +18,16 @@ from cmtl_jax.models import layers
 from cmtl_jax.models.configs import BeitConfig
 
 
+def patchify(pixels, patch_size: int):
+  """`[B, H, W, C]` -> `[B, (H/p)(W/p), p * p * C]`: the patches row-major over the grid, each flattened (row,
+  column, channel), the order of BEiT's patch tokens and of the rows of its flattened projection kernel. numpy or
+  jax arrays."""
+  batch, height, width, channels = pixels.shape
+  p = patch_size
+  x = pixels.reshape(batch, height // p, p, width // p, p, channels).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(batch, (height // p) * (width // p), p * p * channels)
+
+
 class PatchProjection(layers.ConfigModule):
   """The patch embedding as reshape-to-patches + one matmul, `[B, H, W, C] -> [B, (H/p)(W/p), D]` (`p` the config's
   `patch_size`, `D` its `hidden_size`), with the parameters of a `kernel = stride = p` convolution
@@ -30,12 +40,11 @@ class PatchProjection(layers.ConfigModule):
 
   @nn.compact
   def __call__(self, pixels):
-    batch, height, width, channels = pixels.shape
+    channels = pixels.shape[-1]
     p, features = self.config.patch_size, self.config.hidden_size
     kernel = self.param('kernel', nn.initializers.normal(self.config.initializer_range), (p, p, channels, features))
     bias = self.param('bias', nn.initializers.zeros, (features,))
-    patches = pixels.reshape(batch, height // p, p, width // p, p, channels).transpose(0, 1, 3, 2, 4, 5)
-    patches = patches.reshape(batch, (height // p) * (width // p), p * p * channels).astype(self.dtype)
+    patches = patchify(pixels, p).astype(self.dtype)
     return patches @ kernel.reshape(p * p * channels, features).astype(self.dtype) + bias.astype(self.dtype)
 
 

@@ -56,7 +56,7 @@ def init_state(params, tx) -> dict:
   return {'params': params, 'opt': tx.init(params), 'step': jnp.zeros((), jnp.int32)}
 
 
-def make_train_step(model: MaskedImageModel, tx, *, image_size: int) -> Callable:
+def make_train_step(model: MaskedImageModel, tx) -> Callable:
   """A pure step `(state, images, batch_idx, mask, centroids, key) -> (state, (loss, accuracy))`.
 
   Args of the step:
@@ -64,14 +64,15 @@ def make_train_step(model: MaskedImageModel, tx, *, image_size: int) -> Callable
     images: uint8 `[N, h, w, c]` staged on the device.
     batch_idx: int32 `[B]` rows of `images`.
     mask: bool `[B, patches]` (`masking.block_masks`).
-    centroids: float32 `[vocab, p * p * C]` of the tokenizer; targets are the tokens of the unmasked pixels.
+    centroids: float32 `[vocab, p * p * C]` of the tokenizer; targets are the tokens of the original image
+      (before the mask token replaces the masked patches' embeddings).
     key: a PRNG key; dropout and drop path keys are it folded with `state['step']`, so a resumed run draws what an
       uninterrupted one draws.
   """
   c = model.config
 
   def step(state, images, batch_idx, mask, centroids, key):
-    pixels = data.preprocess(images[batch_idx], image_size, c.num_channels)
+    pixels = data.preprocess(images[batch_idx], c.image_size, c.num_channels)
     targets = tokenizer_lib.tokens(centroids, pixels, c.patch_size)
     dropout_key, droppath_key = jax.random.split(jax.random.fold_in(key, state['step']))
 

@@ -99,7 +99,8 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
 
   Returns:
     `{'history': [{'epoch', 'loss', 'masked_accuracy', 'seconds'}, ...], 'beit_path': <workdir>/beit,
-    'vocab_size', 'num_images'}`; the files are listed in the module docstring.
+    'vocab_size', 'num_images', 'steps_per_epoch', 'mask_patches'}` (`seconds`: wall time from the start of the
+    process's loop to the epoch's end, so it restarts on a resume); the files are listed in the module docstring.
 
   Raises:
     ConfigError: bad config keys, a `beit_path` (pretraining starts from `beit.*`), a batch larger than the pool, a
@@ -117,7 +118,7 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   dataset = data.load_dataset(config, validation=False)
   c = beit_config(config)
   data.check_channels(dataset, c.num_channels, config.gray_to_rgb)
-  pool = np.concatenate([dataset.train, dataset.val]).astype(np.int32)
+  pool = dataset.train.astype(np.int32)  # validation=False: the whole training pool.
   if config.batch_size > len(pool):
     raise ConfigError(f'batch_size {config.batch_size} is larger than the {len(pool)} pretraining images: lower '
                       f'--config.batch_size.')
@@ -153,7 +154,7 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
       log(f'already finished ({num_epochs} epochs): exporting it again' if start_epoch >= num_epochs else
           f'resuming after epoch {start_epoch} of {num_epochs}')
 
-  step = jax.jit(mim.make_train_step(model, tx, image_size=c.image_size), donate_argnums=0)
+  step = jax.jit(mim.make_train_step(model, tx), donate_argnums=0)
   images = jax.device_put(dataset.images)
   centroids = jnp.asarray(tokenizer.centroids)
   start = time.perf_counter()

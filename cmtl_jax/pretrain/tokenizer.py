@@ -13,17 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmtl_jax.errors import ConfigError
+from cmtl_jax.models import beit as beit_lib
 
 VARIANCE_FLOOR = 1e-2  # On BEiT's [-1, 1] pixel scale: near-flat patches are not blown up into noise.
-
-
-def patches(pixels, patch_size: int):
-  """`[B, H, W, C]` -> `[B, (H/p)(W/p), p * p * C]`, row-major over the patch grid: the order of BEiT's patch
-  tokens (`beit.PatchProjection`). numpy or jax arrays."""
-  batch, height, width, channels = pixels.shape
-  p = patch_size
-  x = pixels.reshape(batch, height // p, p, width // p, p, channels).transpose(0, 1, 3, 2, 4, 5)
-  return x.reshape(batch, (height // p) * (width // p), p * p * channels)
 
 
 def normalise(x):
@@ -36,7 +28,7 @@ def tokens(centroids, pixels, patch_size: int):
   """The visual token of every patch: int32 `[B, patches]`, the index of the nearest centroid (squared Euclidean
   distance) of the normalised patch. `centroids` float32 `[vocab, p * p * C]`, `pixels` `[B, H, W, C]` as the model
   sees them (BEiT's [-1, 1]). Runs under jit."""
-  x = normalise(patches(pixels, patch_size))
+  x = normalise(beit_lib.patchify(pixels, patch_size))
   distance = (centroids ** 2).sum(-1) - 2 * jnp.einsum('bnd,vd->bnv', x, centroids)  # |x|^2 is the same for all.
   return jnp.argmin(distance, axis=-1).astype(jnp.int32)
 
@@ -56,7 +48,11 @@ class PatchTokenizer:
 
   @classmethod
   def load(cls, path: str) -> 'PatchTokenizer':
+    """Raises ConfigError for a tokenizer fitted with another `VARIANCE_FLOOR` (its tokens would not be these)."""
     with np.load(path) as f:
+      if float(f['variance_floor']) != VARIANCE_FLOOR:
+        raise ConfigError(f'{path} was fitted with variance floor {float(f["variance_floor"])}, this version '
+                          f'normalises patches with {VARIANCE_FLOOR}: pretrain in a new --workdir.')
       return cls(np.asarray(f['centroids'], np.float32), int(f['patch_size']))
 
 
@@ -68,7 +64,7 @@ def fit(pixels: np.ndarray, patch_size: int, vocab_size: int, num_patches: int, 
     ConfigError: fewer distinct patches than `vocab_size`.
   """
   from sklearn.cluster import MiniBatchKMeans  # pylint: disable=g-import-not-at-top
-  x = normalise(patches(np.asarray(pixels, np.float32), patch_size).reshape(-1, patch_size ** 2 * pixels.shape[-1]))
+  x = normalise(beit_lib.patchify(np.asarray(pixels, np.float32), patch_size).reshape(-1, patch_size ** 2 * pixels.shape[-1]))
   rng = np.random.default_rng(seed)
   if len(x) > num_patches:
     x = x[rng.choice(len(x), num_patches, replace=False)]

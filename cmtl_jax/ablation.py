@@ -350,9 +350,10 @@ def _paired(a, b, n_train: float, n_val: float) -> dict:
 
 def compare(result: dict, baseline: str = BASELINE) -> dict:
   """Per arm and reference row: mean and std of every metric over the outer folds. Per arm against `baseline`
-  (when it ran), `hybrid` against `hybrid_random_bert` (`vs_random_bert`) and each pretrained-BEiT arm against its
-  fresh-BEiT twin (`vs_fresh_beit`, the twin's name in `fresh_beit_twin`): paired differences, their mean,
-  corrected 95 % interval and t-test (t, p) for every metric; `below_logistic_regression` and `late_epoch` flags; for `hybrid`, the
+  (when it ran; the baseline's fresh-BEiT twin is its `vs_fresh_beit` instead), `hybrid` against
+  `hybrid_random_bert` (`vs_random_bert`) and each pretrained-BEiT arm against its fresh-BEiT twin
+  (`vs_fresh_beit`, the twin's name in `fresh_beit_twin`): paired differences, their mean, corrected 95 % interval
+  and t-test (t, p) for every metric; `below_logistic_regression` and `late_epoch` flags; for `hybrid`, the
   accuracy change beside the paper's +12.8 %. Arms with a NaN fold (diverged) get NaN comparisons."""
   n_train, n_val = np.mean(result['folds']['train']), np.mean(result['folds']['val'])
   rows = {**result['arms'], **result.get('references', {})}
@@ -363,7 +364,7 @@ def compare(result: dict, baseline: str = BASELINE) -> dict:
   reference = table.get('logistic_regression', {}).get('accuracy', {}).get('mean', -math.inf)
   for arm, scores in result['arms'].items():
     row = table[arm]
-    if baseline in result['arms'] and arm != baseline:
+    if baseline in result['arms'] and arm not in (baseline, FRESH_BEIT_TWINS.get(baseline)):
       row['vs_baseline'] = {m: _paired(scores[m], result['arms'][baseline][m], n_train, n_val)
                             for m in metrics_lib.METRICS}
     row['below_logistic_regression'] = bool(row['accuracy']['mean'] < reference)
@@ -419,9 +420,8 @@ def _caveat(table: dict, arms: Sequence[str]) -> str:
 def conclusions(table: dict, folds: int, baseline: str = BASELINE) -> list:
   """The report's sentences, one per comparison that ran, each with a caveat when one of its arms is flagged."""
   lines = []
-  twin_of_baseline = FRESH_BEIT_TWINS.get(baseline) if 'vs_fresh_beit' in table.get(baseline, {}) else None
   for arm, row in table.items():
-    if 'vs_baseline' in row and arm != twin_of_baseline:  # That pair has its sentence below.
+    if 'vs_baseline' in row:
       what = {'hybrid': 'the pretrained BERT layers added to BEiT',
               'hybrid_random_bert': 'the same layers without text pretraining: capacity alone',
               'hybrid_frozen_bert': 'pretrained BERT layers that do not train'}.get(arm, '')

@@ -175,12 +175,13 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
     history.append(record)
     bar.set_postfix(loss=f'{record["loss"]:.4f}', acc=f'{record["masked_accuracy"]:.3f}')
     manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                history=ocp.args.JsonSave(history)), force=True)
+                                                history=ocp.args.JsonSave(history)))
     manager.wait_until_finished()
     if log:
       log(f'epoch {epoch}/{num_epochs}  masked-token loss {record["loss"]:.4f}  '
           f'accuracy {record["masked_accuracy"]:.4f}')
   bar.close()
+  manager.close()
 
   beit_dir = os.path.join(workdir, BEIT_DIR)
   checkpoints.save_beit(beit_dir, c, jax.device_get(state['params']['beit']), vocab_size=tokenizer.vocab_size)

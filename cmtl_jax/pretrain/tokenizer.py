@@ -64,7 +64,8 @@ def fit(pixels: np.ndarray, patch_size: int, vocab_size: int, num_patches: int, 
     ConfigError: fewer distinct patches than `vocab_size`.
   """
   from sklearn.cluster import MiniBatchKMeans  # pylint: disable=g-import-not-at-top
-  x = normalise(beit_lib.patchify(np.asarray(pixels, np.float32), patch_size).reshape(-1, patch_size ** 2 * pixels.shape[-1]))
+  x = beit_lib.patchify(np.asarray(pixels, np.float32), patch_size)
+  x = normalise(x.reshape(-1, x.shape[-1]))
   rng = np.random.default_rng(seed)
   if len(x) > num_patches:
     x = x[rng.choice(len(x), num_patches, replace=False)]

@@ -100,12 +100,8 @@ class Classifier:
     if images.shape[-1] not in (channels, 1):
       raise ConfigError(f'images have {images.shape[-1]} channel(s) but the classifier takes {channels}'
                         f'{" (or 1, repeated)" if channels == 3 else ""}.')
-    n = images.shape[0]
-    batch = min(batch_size, n)
-    padded = np.concatenate([images, np.zeros((-n % batch,) + images.shape[1:], np.uint8)])
     proba = self._batch_proba()
-    out = [np.asarray(proba(self.params, padded[i:i + batch])) for i in range(0, len(padded), batch)]
-    return np.concatenate(out)[:n]
+    return data.map_batches(lambda batch: proba(self.params, batch), images, batch_size)
 
   def predict(self, images, batch_size: int = 256) -> np.ndarray:
     """Class indices, int `[N]`: the argmax of `predict_proba` (same images, same rules)."""

@@ -309,6 +309,16 @@ def preprocess(images, image_size: int, num_channels: int):
   return (x - 0.5) / 0.5
 
 
+def map_batches(fn, images: np.ndarray, batch_size: int) -> np.ndarray:
+  """`fn` (a jitted function of `[batch, ...]` images) over `images` `[N, ...]` in batches of `min(batch_size, N)`,
+  the last one padded with zeros, so one program is compiled per image shape and batch, not per call size; its
+  outputs `[batch, ...]` concatenated as numpy, `[N, ...]`."""
+  n = images.shape[0]
+  batch = min(batch_size, n)
+  padded = np.concatenate([images, np.zeros((-n % batch,) + images.shape[1:], images.dtype)])
+  return np.concatenate([np.asarray(fn(padded[i:i + batch])) for i in range(0, len(padded), batch)])[:n]
+
+
 def check_channels(dataset: Dataset, num_channels: int, gray_to_rgb: bool) -> None:
   channels = dataset.images.shape[-1]
   if channels == num_channels or (gray_to_rgb and channels == 1 and num_channels == 3):

@@ -20,14 +20,9 @@ def _pooled(config: BeitConfig, params, images):
 
 def features(config: BeitConfig, params: dict, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
   """Frozen features: BEiT's pooled output (`BeitModel`'s second output), float32 `[N, hidden_size]`, for uint8
-  images `[N, h, w, c]` (preprocessed as in training), in batches of `batch_size` (the last one padded)."""
-  out = []
-  for start in range(0, len(images), batch_size):
-    chunk = images[start:start + batch_size]
-    padded = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - len(chunk), 0)]) if len(chunk) < batch_size \
-        else chunk
-    out.append(np.asarray(_pooled(config, params, jnp.asarray(padded)))[:len(chunk)])
-  return np.concatenate(out).astype(np.float32)
+  images `[N, h, w, c]` (preprocessed as in training), in batches of `batch_size` (`data.map_batches`)."""
+  pooled = lambda batch: _pooled(config, params, jnp.asarray(batch))
+  return data.map_batches(pooled, images, batch_size).astype(np.float32)
 
 
 def linear_probe(config: BeitConfig, params: dict, dataset: data.Dataset, *, C: float = 1.0,

@@ -269,6 +269,22 @@ def test_every_beit_parameter_has_a_hugging_face_name_that_reads_back():
       'embeddings.patch_embeddings.projection.weight', (3, 2, 0, 1))
 
 
+@pytest.mark.parametrize('reference', ['beit_absolute_1ch', 'beit_relative_3ch', 'beit_shared_3ch'])
+def test_the_export_writes_the_names_and_tensors_transformers_wrote(reference, tmp_path):
+  """Without torch: checkpoints that transformers' `BeitModel.save_pretrained` wrote (tests/make_reference.py), read
+  and written back by `save_beit`, hold the same tensor names and values."""
+  from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
+  from tests import make_reference  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(make_reference.REFERENCE, reference)
+  checkpoint = checkpoints.load_beit(directory)
+  checkpoints.save_beit(str(tmp_path), checkpoint.config, checkpoint.params)
+  theirs = safetensors_numpy.load_file(os.path.join(directory, 'model.safetensors'))
+  ours = safetensors_numpy.load_file(str(tmp_path / 'model.safetensors'))
+  assert sorted(ours) == sorted(theirs)
+  for name, tensor in theirs.items():
+    np.testing.assert_array_equal(ours[name], tensor, err_msg=name)
+
+
 @needs_torch
 def test_the_export_equals_transformers_beit_model(finished_run):
   import torch  # pylint: disable=g-import-not-at-top

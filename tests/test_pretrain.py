@@ -154,10 +154,20 @@ def test_a_saved_tokenizer_reads_back_and_one_of_another_normalisation_is_refuse
     tokenizer_lib.PatchTokenizer.load(str(tmp_path / 'other.npz'))
 
 
-def test_pretrain_keys_are_validated():
+@pytest.mark.parametrize('key,value,message', [
+    ('mask_ratio', 1.5, 'pretrain.mask_ratio must lie strictly between 0 and 1'),
+    ('mask_ratio', 0.0, 'pretrain.mask_ratio must lie strictly between 0 and 1'),
+    ('min_block_patches', 0, 'pretrain.min_block_patches must be >= 1'),
+    ('tokenizer_patches', 0, 'pretrain.tokenizer_patches must be >= 1'),
+    ('num_epochs', 0, 'pretrain.num_epochs must be >= 1'),
+    ('vocab_size', 1, 'pretrain.vocab_size must be >= 2'),
+    ('learning_rate', 0.0, 'pretrain.learning_rate must be > 0'),
+    ('weight_decay', -0.1, 'pretrain.weight_decay >= 0'),
+])
+def test_pretrain_keys_are_validated(key, value, message):
   c = config_lib.base_config()
-  c.pretrain.mask_ratio = 1.5
-  with pytest.raises(ConfigError, match='pretrain.mask_ratio'):
+  c.pretrain[key] = value
+  with pytest.raises(ConfigError, match=message):
     config_lib.validate(c)
 
 

@@ -5,6 +5,8 @@ import contextlib
 import csv
 import json
 import os
+import signal
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
@@ -25,6 +27,25 @@ def atomic(path: str):
   finally:
     if os.path.exists(tmp):
       os.remove(tmp)
+
+
+@contextlib.contextmanager
+def interrupts_held():
+  """Holds Ctrl-C (SIGINT) until the block ends, then raises `KeyboardInterrupt`: a checkpoint save inside is never
+  cut in half (orbax's writer threads would otherwise fail at exit with tracebacks). Only in the main thread and
+  while SIGINT has Python's default handler; elsewhere the block runs as it is."""
+  if (threading.current_thread() is not threading.main_thread() or
+      signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    yield
+    return
+  caught = []
+  signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+  if caught:
+    raise KeyboardInterrupt
 
 
 def jsonable(value):

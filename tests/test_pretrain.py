@@ -370,20 +370,27 @@ def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_di
   environment = {**os.environ, 'PYTHONUNBUFFERED': '1'}
 
   def run(workdir, kill_at_line=None, sig=signal.SIGKILL):
-    """The command's stdout; with `kill_at_line`, sent `sig` a random 0 - 0.3 s after printing that line (then
-    its stderr)."""
+    """The command's stdout; with `kill_at_line`, sent `sig` after printing that line (SIGKILL a random 0 - 0.3 s
+    after), then its stderr."""
     err_file = tmp_path / 'stderr.txt'  # A file, not a pipe: the progress bar would fill a pipe nobody reads.
     with open(err_file, 'w') as err:
-      process = subprocess.Popen(command(workdir), cwd=repo, stdout=subprocess.PIPE, stderr=err, text=True,
-                                 env=environment)
+      # The child inherits an ignored SIGINT (a shell's background job ignores it, a CI runner's say), and Python
+      # then installs no KeyboardInterrupt handler: give this process a handler while the child starts.
+      ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+      try:
+        process = subprocess.Popen(command(workdir), cwd=repo, stdout=subprocess.PIPE, stderr=err, text=True,
+                                   env=environment)
+      finally:
+        signal.signal(signal.SIGINT, ignored)
       if kill_at_line is None:
         out, _ = process.communicate(timeout=600)
         assert process.returncode == 0, err_file.read_text()[-3000:]
         return out
       for line in process.stdout:
         if line.startswith(kill_at_line):
-          time.sleep(np.random.default_rng(0).uniform(0, 0.3))
-          process.send_signal(sig)
+          if sig == signal.SIGKILL:  # Anywhere in the next epoch, perhaps inside its save.
+            time.sleep(np.random.default_rng(0).uniform(0, 0.3))
+          process.send_signal(sig)  # Ctrl-C: at once, so that epochs are left to interrupt.
           break
       process.communicate(timeout=600)
     assert process.returncode == (130 if sig == signal.SIGINT else -sig), err_file.read_text()[-3000:]
@@ -413,6 +420,19 @@ def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_di
   assert scores['test_accuracy_margin'] == pytest.approx(
       scores['pretrained']['test_accuracy'] - scores['fresh']['test_accuracy'])
   assert f'fresh {scores["fresh"]["test_accuracy"]:.4f}' in probe.stdout
+
+
+def test_ctrl_c_waits_for_the_save_in_progress():
+  import signal  # pylint: disable=g-import-not-at-top
+  from cmtl_jax import report  # pylint: disable=g-import-not-at-top
+  if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    pytest.skip('SIGINT has another handler in this process')
+  finished = []
+  with pytest.raises(KeyboardInterrupt):
+    with report.interrupts_held():
+      os.kill(os.getpid(), signal.SIGINT)
+      finished.append('the save')  # Still runs: the interrupt waits for the block's end.
+  assert finished == ['the save'] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_weight_decay_spares_what_beit_spares_in_pretraining_and_fine_tuning():

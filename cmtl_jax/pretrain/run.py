@@ -174,9 +174,10 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
               'seconds': time.perf_counter() - start}
     history.append(record)
     bar.set_postfix(loss=f'{record["loss"]:.4f}', acc=f'{record["masked_accuracy"]:.3f}')
-    manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                history=ocp.args.JsonSave(history)))
-    manager.wait_until_finished()
+    with report.interrupts_held():
+      manager.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                  history=ocp.args.JsonSave(history)))
+      manager.wait_until_finished()
     if log:
       log(f'epoch {epoch}/{num_epochs}  masked-token loss {record["loss"]:.4f}  '
           f'accuracy {record["masked_accuracy"]:.4f}')

@@ -51,6 +51,7 @@ class Store:
     items = {'results': ocp.args.JsonSave(result)}
     if arrays:  # An empty tree is not saved (orbax refuses it); `arrays` reads it back as empty.
       items['arrays'] = ocp.args.StandardSave(arrays)
-    self.manager.save(index, args=ocp.args.Composite(**items), force=True)
-    self.manager.wait_until_finished()
+    with report.interrupts_held():
+      self.manager.save(index, args=ocp.args.Composite(**items), force=True)
+      self.manager.wait_until_finished()
 

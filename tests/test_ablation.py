@@ -175,8 +175,9 @@ def test_inner_selection_sees_only_outer_training_indices(tiny_config, tmp_path,
   assert summary['points']['0']['table']['hybrid']['vs_baseline']['accuracy']['mean'] == pytest.approx(0.0)
 
 
+@pytest.mark.slow
 def test_each_arm_records_its_own_choice_per_outer_fold(tiny_config, tmp_path, quick_references):
-  # A real tiny run: BEiT alone (every weight fresh) learns only at the larger learning rate, the hybrid's
+  # A real tiny run (slow tier: real MiniLM training; the default tier checks the choices on recorded stacks): BEiT alone (every weight fresh) learns only at the larger learning rate, the hybrid's
   # pretrained post-LN BERT layer (MiniLM's first: the stand-in learns at both) only at the smaller one.
   tiny_config.bert_path = ''
   config = _nested_config(tiny_config)

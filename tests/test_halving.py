@@ -94,7 +94,8 @@ def test_a_vectorised_stack_continues_the_models_it_keeps(tiny_config):
   np.testing.assert_allclose(history['accuracy'][:, 0], alone['accuracy'][:, 1], atol=2 / len(digits.val))
 
 
-@pytest.mark.parametrize('vmap_width', [1, 0])
+# The vectorised path (0) runs in the slow tier; the default tier has it continue kept models above.
+@pytest.mark.parametrize('vmap_width', [1, pytest.param(0, marks=pytest.mark.slow)])
 def test_an_interrupted_halving_search_resumes_to_the_uninterrupted_results(tiny_config, tmp_path, vmap_width):
   config = tiny_config
   config.num_epochs, config.vmap_width = 3, vmap_width  # 1: model after model (the CPU path); 0: vectorised.

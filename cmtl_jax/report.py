@@ -61,20 +61,16 @@ def _differences(a, b, prefix=''):
     yield prefix.rstrip('.')
 
 
-def check_workdir_config(workdir: str, file_name: str, fingerprint: dict, what: str, write: bool = True) -> None:
+def check_workdir_config(workdir: str, file_name: str, fingerprint: dict, what: str) -> None:
   """Refuses a `workdir` whose `file_name` holds another config than `fingerprint` (the config of the run it holds);
-  with `write`, records `fingerprint` there when it holds none yet. A run whose own checks come later compares
-  first and writes (`write_workdir_config`) only when it is about to save something, so a refused config leaves
-  nothing that would refuse its correction.
+  nothing when it holds none yet. A run records its own with `write_workdir_config` once its checks have passed,
+  so a refused config leaves nothing that would refuse its correction.
 
   Raises:
     ConfigError: the file is unreadable, or holds another config (the message names the keys that differ).
   """
   path = os.path.join(workdir, file_name)
-  fingerprint = jsonable(fingerprint)
   if not os.path.exists(path):
-    if write:
-      write_workdir_config(workdir, file_name, fingerprint)
     return
   try:
     with open(path) as f:
@@ -82,8 +78,8 @@ def check_workdir_config(workdir: str, file_name: str, fingerprint: dict, what: 
   except (OSError, ValueError):
     raise ConfigError(f'{path} is unreadable: this workdir is not {what} of cmtl_jax; use a new '
                       f'--workdir.') from None
-  if existing != fingerprint:
-    differ = sorted(_differences(existing, fingerprint))
+  if existing != jsonable(fingerprint):
+    differ = sorted(_differences(existing, jsonable(fingerprint)))
     raise ConfigError(f'workdir {workdir!r} holds {what} of another config (different config keys: '
                       f'{", ".join(differ)}): rerun with the same config to resume, or use a new --workdir.')
 

@@ -2,18 +2,26 @@
 mask token, the tokenizer, a killed run resuming to the uninterrupted run's parameters, and the Hugging Face export
 reloading through `beit_path` and through transformers' PyTorch `BeitModel`."""
 
+import ast
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from safetensors import numpy as safetensors_numpy
 from scipy import ndimage
 
 from cmtl_jax import config as config_lib
 from cmtl_jax import data
 from cmtl_jax import optim
+from cmtl_jax import report
 from cmtl_jax.errors import ConfigError
 from cmtl_jax.models import beit as beit_lib
 from cmtl_jax.models import build as model_lib
@@ -24,6 +32,7 @@ from cmtl_jax.pretrain import mim
 from cmtl_jax.pretrain import probe
 from cmtl_jax.pretrain import run as run_lib
 from cmtl_jax.pretrain import tokenizer as tokenizer_lib
+from tests import make_reference
 from tests.conftest import TINY_BEIT
 from tests.test_models import needs_torch
 
@@ -237,8 +246,6 @@ def test_overrides_of_keys_pretraining_ignores_are_refused():
 
 
 def test_the_cli_help_lists_every_pretrain_key_with_its_default():
-  import ast  # pylint: disable=g-import-not-at-top
-  import re  # pylint: disable=g-import-not-at-top
   with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), 'experiments', 'pretrain.py')) as f:
     doc = ast.get_docstring(ast.parse(f.read()))
   listed = {key: ast.literal_eval(value) for key, value in re.findall(r'^  pretrain\.(\w+)=(\S+) ', doc, re.M)}
@@ -283,8 +290,6 @@ def test_every_beit_parameter_has_a_hugging_face_name_that_reads_back():
 def test_the_export_writes_the_names_and_tensors_transformers_wrote(reference, tmp_path):
   """Without torch: checkpoints that transformers' `BeitModel.save_pretrained` wrote (tests/make_reference.py), read
   and written back by `save_beit`, hold the same tensor names and values."""
-  from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
-  from tests import make_reference  # pylint: disable=g-import-not-at-top
   directory = os.path.join(make_reference.REFERENCE, reference)
   checkpoint = checkpoints.load_beit(directory)
   checkpoints.save_beit(str(tmp_path), checkpoint.config, checkpoint.params)
@@ -354,11 +359,6 @@ def digits_small(data_dir):
 def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_dir, tmp_path):
   """A SIGKILL at a random moment (perhaps inside an orbax save), then the same command: the exported BEiT equals
   an uninterrupted run's, tensor for tensor, and no orbax temporary directory is left."""
-  import signal  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-  from safetensors import numpy as safetensors_numpy  # pylint: disable=g-import-not-at-top
   repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   overrides = [f'--config.data_dir={data_dir}', '--config.train_per_class=20', '--config.batch_size=32',
                '--config.pretrain.num_epochs=6', '--config.pretrain.vocab_size=16',
@@ -423,8 +423,6 @@ def test_the_cli_sigkilled_and_rerun_writes_the_uninterrupted_checkpoint(data_di
 
 
 def test_ctrl_c_waits_for_the_save_in_progress():
-  import signal  # pylint: disable=g-import-not-at-top
-  from cmtl_jax import report  # pylint: disable=g-import-not-at-top
   previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own (a CI job may ignore SIGINT).
   try:
     finished = []

@@ -7,8 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmtl_jax import config as config_lib
 from cmtl_jax import data
 from cmtl_jax.models import beit as beit_lib
+from cmtl_jax.models import checkpoints
 from cmtl_jax.models.configs import BeitConfig
 
 
@@ -69,8 +71,6 @@ def probe_config(config, log=print) -> dict:
   Raises:
     ConfigError: bad config keys, unreadable weights, channels that do not fit.
   """
-  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
   checkpoint = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict(), pretrained=config.beit_pretrained)
   return _probe(config, data.load_dataset(config), checkpoint, log)
@@ -86,8 +86,6 @@ def compare_with_fresh(config, beit_path: str, log=print) -> dict:
   Raises:
     ConfigError: as `probe_config`.
   """
-  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
   dataset = data.load_dataset(config)
   scores = {name: _probe(config, dataset, checkpoints.load_beit(beit_path, pretrained=pretrained), log)

@@ -64,11 +64,8 @@ def beit_config(config) -> BeitConfig:
   return BeitConfig.from_dict({**config.beit.to_dict(), 'use_mask_token': True})
 
 
-def _tokenizer(config, images: np.ndarray, workdir: str, image_size: int) -> tokenizer_lib.PatchTokenizer:
-  """The workdir's tokenizer, or one fitted on the images' patches when there is none yet (not saved here)."""
-  path = os.path.join(workdir, TOKENIZER_FILE)
-  if os.path.exists(path):
-    return tokenizer_lib.PatchTokenizer.load(path)
+def _fit_tokenizer(config, images: np.ndarray, image_size: int) -> tokenizer_lib.PatchTokenizer:
+  """A tokenizer fitted on a sample of the images' patches, as the model sees them."""
   num_channels = config.beit.num_channels
   patches_per_image = (image_size // config.beit.patch_size) ** 2
   rng = np.random.default_rng(config.seed)
@@ -114,7 +111,7 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   keys = config.to_dict()
   fingerprint = {key: keys[key] for key in READS}
   # Compared now, written once every check has passed: a refused config leaves nothing behind.
-  report.check_workdir_config(workdir, CONFIG_FILE, fingerprint, 'a pretraining run', write=False)
+  report.check_workdir_config(workdir, CONFIG_FILE, fingerprint, 'a pretraining run')
   dataset = data.load_dataset(config, validation=False)
   c = beit_config(config)
   data.check_channels(dataset, c.num_channels, config.gray_to_rgb)
@@ -124,10 +121,12 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
                       f'--config.batch_size.')
   steps = len(pool) // config.batch_size
   num_epochs = config.pretrain.num_epochs
-  tokenizer = _tokenizer(config, dataset.images[pool], workdir, c.image_size)
-  report.write_workdir_config(workdir, CONFIG_FILE, fingerprint)
   tokenizer_path = os.path.join(workdir, TOKENIZER_FILE)
-  if not os.path.exists(tokenizer_path):
+  fitted = not os.path.exists(tokenizer_path)
+  tokenizer = (_fit_tokenizer(config, dataset.images[pool], c.image_size) if fitted else
+               tokenizer_lib.PatchTokenizer.load(tokenizer_path))
+  report.write_workdir_config(workdir, CONFIG_FILE, fingerprint)
+  if fitted:
     with report.atomic(tokenizer_path) as tmp:
       tokenizer.save(tmp)
 
@@ -141,9 +140,7 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   state = jax.jit(lambda key: mim.init_state(
       model.init(key, pixels, jnp.zeros((1, grid[0] * grid[1]), bool))['params'], tx))(init_key)
 
-  options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, cleanup_tmp_directories=True)
-  manager = ocp.CheckpointManager(os.path.join(workdir, CHECKPOINT_DIR), item_names=('state', 'history'),
-                                  options=options)
+  manager = _manager(workdir, ocp.CheckpointManagerOptions(max_to_keep=1, create=True, cleanup_tmp_directories=True))
   history, start_epoch = [], 0
   if manager.latest_step() is not None:
     start_epoch = manager.latest_step()
@@ -194,9 +191,9 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
   return result
 
 
-def _manager(workdir: str) -> ocp.CheckpointManager:
+def _manager(workdir: str, options: Optional[ocp.CheckpointManagerOptions] = None) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
-                               item_names=('state', 'history'))
+                               item_names=('state', 'history'), options=options)
 
 
 def finished_epochs(workdir: str) -> int:

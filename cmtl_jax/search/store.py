@@ -25,6 +25,7 @@ class Store:
     os.makedirs(workdir, exist_ok=True)
     self.directory = os.path.join(os.path.abspath(workdir), name)
     report.check_workdir_config(workdir, 'grid_config.json', fingerprint, 'a grid run')
+    report.write_workdir_config(workdir, 'grid_config.json', fingerprint)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
                                          options=options)

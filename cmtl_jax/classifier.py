@@ -14,6 +14,7 @@ from cmtl_jax import data
 from cmtl_jax.data import folder
 from cmtl_jax.models import build as model_lib
 from cmtl_jax.models.configs import BeitConfig, BertConfig
+from cmtl_jax.train import classification
 from cmtl_jax.errors import ConfigError, MissingPathError
 
 CHECKPOINT_DIR = 'checkpoint'
@@ -21,7 +22,8 @@ CHECKPOINT_DIR = 'checkpoint'
 
 def save(workdir: str, params, metadata: dict, step: int = 0) -> str:
   """Writes params and metadata (must hold `beit_config`, `bert_config`, `class_names`, `pooling`, `bridge_norm`;
-  `dtype`, the compute dtype, defaults to float32) under `<workdir>/checkpoint/<step>`; returns that directory."""
+  `dtype`, the compute dtype, defaults to float32; `decoding`, how image files are read for prediction) under
+  `<workdir>/checkpoint/<step>`; returns that directory."""
   directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR)
   with ocp.CheckpointManager(directory, item_names=('params', 'metadata')) as manager:
     manager.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params),
@@ -52,7 +54,9 @@ class Classifier:
   def decoding(self) -> dict:
     """How image files are read for this classifier, as its training images were stored: `image_size`,
     `channels` (the saved `image_shape`; classifiers saved without one: BEiT's size and channels) and `resize`."""
-    beit = self.model.beit_config
+    if 'decoding' in self.metadata:
+      return dict(self.metadata['decoding'])
+    beit = self.model.beit_config  # Classifiers saved by the flat-config versions.
     height, _, channels = self.metadata.get('image_shape') or (beit.image_size, None, beit.num_channels)
     return {'image_size': height, 'channels': channels,
             'resize': (self.metadata.get('config') or {}).get('resize', 'crop')}
@@ -79,14 +83,9 @@ class Classifier:
   def _batch_proba(self):
     """The one compiled program: uint8 `[batch, H, W, C]` -> float32 probabilities `[batch, classes]`."""
     if self._proba is None:
-      beit = self.model.beit_config
-
-      def proba(params, images):
-        pixels = data.preprocess(images, beit.image_size, beit.num_channels)
-        logits = self.model.apply({'params': params}, pixels, train=False)
-        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-
-      self._proba = jax.jit(proba)
+      task = self.task
+      self._proba = jax.jit(lambda params, images: jax.nn.softmax(task.apply(params, images).astype(jnp.float32),
+                                                                   axis=-1))
     return self._proba
 
   def predict_proba(self, images, batch_size: int = 256) -> np.ndarray:
@@ -102,6 +101,17 @@ class Classifier:
                         f'{" (or 1, repeated)" if channels == 3 else ""}.')
     proba = self._batch_proba()
     return data.map_batches(lambda batch: proba(self.params, batch), images, batch_size)
+
+  def evaluate(self, dataset: data.Dataset, split: str = 'test', batch_size: int = 256) -> dict:
+    """Scores on one split of `dataset` ('train', 'val' or 'test'): accuracy, macro f1 / precision / recall, and
+    `per_class` lists by class index."""
+    images, labels = data.stage(dataset)
+    return classification.evaluate(self.task, self.params, images, labels, getattr(dataset, split), batch_size)
+
+  @property
+  def task(self):
+    """The classifier as the training core sees it (`apply` with preprocessing inside)."""
+    return _ModuleTask(self.model)
 
   def predict(self, images, batch_size: int = 256) -> np.ndarray:
     """Class indices, int `[N]`: the argmax of `predict_proba` (same images, same rules)."""
@@ -146,6 +156,19 @@ class Classifier:
       names += file_names
       chunks.append(self.predict_proba(images, batch_size))
     return names, np.concatenate(chunks), skipped
+
+
+class _ModuleTask:
+  """A saved classifier's module as a task for scoring (`apply` only)."""
+
+  def __init__(self, model):
+    self.model = model
+    self.num_classes = model.num_classes
+
+  def apply(self, params, images, train: bool = False, rng=None):
+    del train, rng
+    beit = self.model.beit_config
+    return self.model.apply({'params': params}, data.preprocess(images, beit.image_size, beit.num_channels))
 
 
 def write_predictions(path: str, names, probabilities, class_names) -> None:

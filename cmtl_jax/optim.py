@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cmtl_jax.models import build as model_lib
 
 
 def lr_shape(total_steps: int, warmup_fraction: float, decay: str):
@@ -111,19 +110,13 @@ def lr_multipliers(pretrained, fresh_multiplier: float):
   return jax.tree.map(lambda p: 1.0 if p else float(fresh_multiplier), pretrained)
 
 
-def schedule_epochs(config) -> int:
-  """Epochs the warmup + decay schedule spans: `config.schedule_epochs`, or `config.num_epochs` when it is 0."""
-  return config.schedule_epochs or config.num_epochs
-
-
-def from_config(config, *, steps_per_epoch: int, pretrained, learning_rate=None) -> optax.GradientTransformation:
-  """The optimiser a config describes, its schedule spanning `schedule_epochs(config)` epochs of `steps_per_epoch`
-  steps (training may stop earlier, at `config.num_epochs`); fresh leaves
-  (False in `pretrained`) get `config.fresh_lr_multiplier` x the peak LR (default `config.learning_rate`);
-  with `config.freeze_bert`, pretrained BERT weights other than LayerNorms stay fixed."""
+def from_spec(spec, *, steps_per_epoch: int, task, learning_rate=None) -> optax.GradientTransformation:
+  """The optimiser a `resolve.OptimSpec` describes for `task`: its schedule spans `spec.schedule_epochs` epochs of
+  `steps_per_epoch` steps (training may stop earlier, at `spec.num_epochs`); leaves that start random (False in
+  `task.pretrained`) get `spec.fresh_lr_multiplier` x the peak LR (default `spec.learning_rate`); `task.frozen`
+  leaves stay fixed."""
   return make_optimizer(
-      config.optimizer, config.learning_rate if learning_rate is None else learning_rate,
-      total_steps=steps_per_epoch * schedule_epochs(config), warmup_fraction=config.warmup_fraction, decay=config.decay,
-      momentum=config.momentum, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
-      lr_multipliers=lr_multipliers(pretrained, config.fresh_lr_multiplier),
-      frozen=model_lib.frozen_mask(pretrained) if config.freeze_bert else None)
+      spec.optimizer, spec.learning_rate if learning_rate is None else learning_rate,
+      total_steps=steps_per_epoch * spec.schedule_epochs, warmup_fraction=spec.warmup_fraction, decay=spec.decay,
+      momentum=spec.momentum, weight_decay=spec.weight_decay, grad_clip=spec.grad_clip,
+      lr_multipliers=lr_multipliers(task.pretrained, spec.fresh_lr_multiplier), frozen=task.frozen)

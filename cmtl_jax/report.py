@@ -1,100 +1,17 @@
-"""Files a run leaves in its workdir: the fingerprint of its config (a rerun of another config is refused), and
-what a finished search or ablation writes: cv_results.json / .csv, heatmaps, summaries, report.md."""
+"""Tables and text a run leaves in its workdir: cv_results.json / .csv, a search's summary.md, the ablation's
+report.md. Plots are `plots.py`'s; workdir plumbing is `workdir.py`'s."""
 
-import contextlib
 import csv
 import json
 import os
-import signal
-import threading
 from typing import Callable, Sequence
 
 import numpy as np
 
 from cmtl_jax import metrics as metrics_lib
-from cmtl_jax.errors import ConfigError
+from cmtl_jax.workdir import atomic
 
-
-@contextlib.contextmanager
-def atomic(path: str):
-  """Yields a temporary path beside `path` to write to; renames it onto `path` only when the block finishes, so a
-  killed process leaves the old file or the new one, never half of one."""
-  root, ext = os.path.splitext(path)
-  tmp = f'{root}.tmp{ext}'  # One fixed name: a rerun after a kill overwrites a stale one.
-  try:
-    yield tmp
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-
-
-@contextlib.contextmanager
-def interrupts_held():
-  """Holds Ctrl-C (SIGINT) until the block ends, then raises `KeyboardInterrupt`: a checkpoint save inside is never
-  cut in half (orbax's writer threads would otherwise fail at exit with tracebacks). Only in the main thread and
-  while SIGINT has Python's default handler; elsewhere the block runs as it is."""
-  if (threading.current_thread() is not threading.main_thread() or
-      signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-    yield
-    return
-  caught = []
-  signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-  try:
-    yield
-  finally:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-  if caught:
-    raise KeyboardInterrupt
-
-
-def jsonable(value):
-  """`value` as JSON would give it back (tuples become lists)."""
-  return json.loads(json.dumps(value, default=list))
-
-
-def _differences(a, b, prefix=''):
-  if isinstance(a, dict) and isinstance(b, dict):
-    for key in set(a) | set(b):
-      yield from _differences(a.get(key), b.get(key), f'{prefix}{key}.')
-  elif a != b:
-    yield prefix.rstrip('.')
-
-
-def check_workdir_config(workdir: str, file_name: str, fingerprint: dict, what: str) -> None:
-  """Refuses a `workdir` whose `file_name` holds another config than `fingerprint` (the config of the run it holds);
-  nothing when it holds none yet. A run records its own with `write_workdir_config` once its checks have passed,
-  so a refused config leaves nothing that would refuse its correction.
-
-  Raises:
-    ConfigError: the file is unreadable, or holds another config (the message names the keys that differ).
-  """
-  path = os.path.join(workdir, file_name)
-  if not os.path.exists(path):
-    return
-  try:
-    with open(path) as f:
-      existing = json.load(f)
-  except (OSError, ValueError):
-    raise ConfigError(f'{path} is unreadable: this workdir is not {what} of cmtl_jax; use a new '
-                      f'--workdir.') from None
-  if existing != jsonable(fingerprint):
-    differ = sorted(_differences(existing, jsonable(fingerprint)))
-    raise ConfigError(f'workdir {workdir!r} holds {what} of another config (different config keys: '
-                      f'{", ".join(differ)}): rerun with the same config to resume, or use a new --workdir.')
-
-
-def write_workdir_config(workdir: str, file_name: str, fingerprint: dict) -> None:
-  """Writes `fingerprint` to `workdir/file_name` (atomically) for `check_workdir_config` to compare with."""
-  with atomic(os.path.join(workdir, file_name)) as tmp, open(tmp, 'w') as f:
-    json.dump(jsonable(fingerprint), f, indent=2, sort_keys=True)
-
-
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
+REFERENCE_NAMES = {'logistic_regression': 'logistic regression (pixels)', 'chance': 'chance (most frequent class)'}
 
 
 def _plain(value):
@@ -139,62 +56,28 @@ def rows(cv_results: dict, mask) -> dict:
   return picked
 
 
-def heatmap(path: str, cv_results: dict, optimizer, metric: str = 'accuracy') -> None:
-  """Batch size (rows) x learning rate (columns) for one optimiser; colour = mean validation `metric`,
-  cells annotated with mean +- std. Cells that differ in other grid keys show their best mean."""
-  plt = _pyplot()
-  params = cv_results['params']
-  rows = [i for i, p in enumerate(params) if p.get('optimizer', optimizer) == optimizer]
-  batch_sizes = sorted({params[i].get('batch_size') for i in rows}, key=lambda v: (v is None, v))
-  lrs = sorted({params[i].get('learning_rate') for i in rows}, key=lambda v: (v is None, v))
-  mean = np.full((len(batch_sizes), len(lrs)), np.nan)
-  std = np.full_like(mean, np.nan)
-  for i in rows:
-    r, c = batch_sizes.index(params[i].get('batch_size')), lrs.index(params[i].get('learning_rate'))
-    m = cv_results[f'mean_test_{metric}'][i]
-    if np.isnan(mean[r, c]) or m > mean[r, c]:
-      mean[r, c], std[r, c] = m, cv_results[f'std_test_{metric}'][i]
-  fig, ax = plt.subplots(figsize=(1.3 * len(lrs) + 2.5, 0.7 * len(batch_sizes) + 1.8))
-  image = ax.imshow(mean, cmap='viridis', vmin=0.0, vmax=1.0, aspect='auto')
-  for r in range(len(batch_sizes)):
-    for c in range(len(lrs)):
-      text = 'diverged' if np.isnan(mean[r, c]) else f'{mean[r, c]:.3f}\n±{std[r, c]:.3f}'
-      ax.text(c, r, text, ha='center', va='center', fontsize=8,
-              color='black' if not np.isnan(mean[r, c]) and mean[r, c] > 0.6 else 'white')
-  ax.set_xticks(range(len(lrs)), [f'{v:g}' if v is not None else 'default' for v in lrs])
-  ax.set_yticks(range(len(batch_sizes)), [str(v) if v is not None else 'default' for v in batch_sizes])
-  ax.set_xlabel('learning rate')
-  ax.set_ylabel('batch size')
-  ax.set_title(f'{optimizer}: mean CV {metric} (± std over folds)')
-  fig.colorbar(image, ax=ax)
-  fig.tight_layout()
-  with atomic(path) as tmp:
-    fig.savefig(tmp, dpi=120)
-  plt.close(fig)
-
-
 def write_summary(path: str, search, machine: str, seconds: float, command: str = '') -> None:
   """A short markdown summary: best cell per optimiser, the chosen cell, and the refit model's test scores."""
   results = search.cv_results_
   lines = ['# Grid search summary', '']
   if command:
     lines += ['```', command, '```', '']
-  done = (f'{len(search.rounds_trained_)} of {search.n_iterations_} halving rounds'
-          if hasattr(search, 'rounds_trained_') else f'{len(search.trained_groups_)} of {len(search.groups)} groups')
+  units = len(search.units_trained_) + len(search.units_resumed_)
   lines += [f'- machine: {machine}', f'- wall time: {seconds:.0f} s for {len(search.cells)} cells x {search.cv} '
-            f'folds ({done} trained in this run)',
+            f'folds ({search.kind} search; {len(search.units_trained_)} of {units} units of work trained in this run, '
+            f'the others read back from the workdir)',
             f'- scores: epoch "{search.score_epoch_}" of each fit; refit metric: {search.refit}', '',
             '| optimizer | best cell | ' + ' | '.join(f'mean {m}' for m in metrics_lib.METRICS) + ' |',
             '| --- | --- | ' + ' | '.join('---' for _ in metrics_lib.METRICS) + ' |']
   metric = search.refit or 'accuracy'
-  optimizers = sorted({p.get('optimizer', search.config.optimizer) for p in results['params']})
-  for optimizer in optimizers:
-    rows = [i for i, p in enumerate(results['params']) if p.get('optimizer', search.config.optimizer) == optimizer]
+  optimizer_of = lambda p: p.get('optim.optimizer', search.run.optim.optimizer)
+  for optimizer in sorted({optimizer_of(p) for p in results['params']}):
+    rows = [i for i, p in enumerate(results['params']) if optimizer_of(p) == optimizer]
     best = min(rows, key=lambda i: results[f'rank_test_{metric}'][i])
     scores = ' | '.join(f'{results[f"mean_test_{m}"][best]:.4f} ± {results[f"std_test_{m}"][best]:.4f}'
                         for m in metrics_lib.METRICS)
     lines.append(f'| {optimizer} | `{json.dumps(results["params"][best], sort_keys=True)}` | {scores} |')
-  if hasattr(search, 'epoch_fraction_'):
+  if search.kind == 'halving':
     lines += ['', f'Successive halving (factor {search.factor}): rounds of {search.n_candidates_} cells trained to '
               f'epochs {search.n_resources_}; {search.epochs_trained_} of the exhaustive search\'s '
               f'{search.exhaustive_epochs_} model-epochs ({search.epoch_fraction_:.3f}). Best cells per optimiser '
@@ -207,80 +90,6 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
               ', '.join(f'{m} {test[m]:.4f}' for m in metrics_lib.METRICS) + '.']
   with atomic(path) as tmp, open(tmp, 'w') as f:
     f.write('\n'.join(lines) + '\n')
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The ablation report.
-
-REFERENCE_NAMES = {'logistic_regression': 'logistic regression (pixels)', 'chance': 'chance (most frequent class)'}
-
-
-def ablation_bars(path: str, table: dict) -> None:
-  """Mean +- std over folds of every metric, one bar group per metric, one bar per arm and reference row."""
-  plt = _pyplot()
-  names = list(table)
-  width = 0.8 / len(names)
-  fig, ax = plt.subplots(figsize=(2.2 * len(metrics_lib.METRICS) + 1.5, 3.8))
-  for j, name in enumerate(names):
-    x = np.arange(len(metrics_lib.METRICS)) + (j - (len(names) - 1) / 2) * width
-    ax.bar(x, [table[name][m]['mean'] for m in metrics_lib.METRICS], width,
-           yerr=[table[name][m]['std'] for m in metrics_lib.METRICS], capsize=3, label=name)
-  ax.set_xticks(range(len(metrics_lib.METRICS)), metrics_lib.METRICS)
-  ax.set_ylim(0.0, 1.0)
-  ax.set_ylabel('mean over outer folds (± std)')
-  ax.legend(fontsize=7, loc='lower right')
-  fig.tight_layout()
-  with atomic(path) as tmp:
-    fig.savefig(tmp, dpi=120)
-  plt.close(fig)
-
-
-def learning_curve_plot(path: str, points: dict, sizes: Sequence[str], metric: str = 'accuracy') -> None:
-  """Mean outer-fold `metric` +- std against training images per class (log axis), one line per arm and one for
-  the pixel logistic regression."""
-  plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(5.8, 4.0))
-  names = []
-  for s in sizes:
-    names += [n for n in points[s]['table'] if n not in names and n != 'chance']
-  for name in names:
-    at = [s for s in sizes if name in points[s]['table']]
-    ax.errorbar([int(s) for s in at], [points[s]['table'][name][metric]['mean'] for s in at],
-                yerr=[points[s]['table'][name][metric]['std'] for s in at], marker='o', capsize=3, label=name,
-                linestyle='--' if name == 'logistic_regression' else '-')
-  ax.set_xscale('log')
-  ax.set_xticks([int(s) for s in sizes], sizes)
-  ax.set_xlabel('training images per class (outer CV pool)')
-  ax.set_ylabel(f'mean outer-fold {metric} (± std)')
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  with atomic(path) as tmp:
-    fig.savefig(tmp, dpi=120)
-  plt.close(fig)
-
-
-def training_curves_plot(path: str, point: dict, metric: str = 'accuracy') -> None:
-  """Each arm's inner validation `metric` against epochs at its chosen cell (mean over the outer folds' choices),
-  with the chosen epochs marked: where the curves flatten within the maximum training length."""
-  plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(5.8, 4.0))
-  for arm, result in point['arms'].items():
-    curves = [c for c in result['inner_curves'] if c]
-    if not curves:
-      continue
-    line, = ax.plot(np.arange(1, len(curves[0]) + 1), np.mean(curves, axis=0), label=arm)
-    for params, score in zip(result['chosen_params'], result['inner_scores']):
-      if params:
-        ax.plot(params['num_epochs'], score, 'o', color=line.get_color(), markersize=4)
-  ax.axvline(point['max_epochs'], color='grey', linewidth=0.8, linestyle=':')
-  ax.set_xlabel(f'epoch (maximum {point["max_epochs"]})')
-  ax.set_ylabel(f'inner validation {metric}')
-  ax.set_title('chosen cells; dots: chosen epochs', fontsize=9)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  with atomic(path) as tmp:
-    fig.savefig(tmp, dpi=120)
-  plt.close(fig)
 
 
 def _mean_std(row, metric):
@@ -330,17 +139,18 @@ def _cost_table(point: dict) -> list:
   return lines
 
 
-def write_ablation_report(path: str, *, summary: dict, config, commands: Sequence[str], baseline: str,
+def write_ablation_report(path: str, *, summary: dict, run, commands: Sequence[str], baseline: str,
                           conclusions: Callable) -> None:
   """report.md: the result table with reference rows and flags, what it shows (one sentence per comparison),
   the learning curve with its comparisons at every size, each arm's choices and cost, the training curves, the
   protocol, per-fold scores, the setup and the commands. `conclusions(table, folds)` gives the sentences."""
   points, size = summary['points'], summary['table_size']
+  beit = run.model.beit
   point = points[size]
   folds = len(point['folds']['train'])
   where = f'{size} images per class' if size != '0' else 'the whole training pool'
   lines = ['# Ablation: does text pretraining help the image model?', '',
-           f'{config.dataset}, {where} ({point["pool"]} images), nested cross-validation: {folds} outer folds; every '
+           f'{run.data.dataset}, {where} ({point["pool"]} images), nested cross-validation: {folds} outer folds; every '
            f'arm chooses its own hyperparameters and training length inside each outer training set.', '',
            f'## Results at {where}', '',
            f'Mean ± std over the {folds} outer folds. Δ = mean paired difference against `{baseline}` with its '
@@ -405,8 +215,8 @@ def write_ablation_report(path: str, *, summary: dict, config, commands: Sequenc
             f'maximum is flagged in the table above.', '', '![training curves](training_curves.png)', '']
   space = ', '.join(f'{k} ∈ {{{", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in vs)}}}'
                     for k, vs in point['search_space'].items())
-  inner = (f'{config.inner_cv} stratified inner folds' if config.inner_cv > 1 else
-           f'one stratified inner split holding out {config.val_fraction:g} of the outer training set')
+  inner = (f'{run.ablation.inner_cv} stratified inner folds' if run.ablation.inner_cv > 1 else
+           f'one stratified inner split holding out {run.data.val_fraction:g} of the outer training set')
   lines += ['## Protocol', '',
             f'- outer: {folds} stratified folds of the training pool, the same for every arm and reference row '
             f'({int(np.mean(point["folds"]["train"]))} train / {int(np.mean(point["folds"]["val"]))} scored per '
@@ -414,13 +224,13 @@ def write_ablation_report(path: str, *, summary: dict, config, commands: Sequenc
             f'- inner: {inner}, cut from the outer training indices only',
             f'- search space, the same for every arm: {space}; training length: the best epoch up to the maximum '
             f'(' + ', '.join(f'{s if s != "0" else "all"} per class: {points[s]["max_epochs"]} epochs'
-                             for s in points) + f'), chosen by mean inner validation {config.refit or "accuracy"}',
+                             for s in points) + f'), chosen by mean inner validation {run.search.refit}',
             f'- final fit: the chosen cell on the whole outer training set, on the selection\'s schedule '
-            f'({config.warmup_fraction:g} warmup + {config.decay} decay over the maximum), stopped at the chosen '
+            f'({run.optim.warmup_fraction:g} warmup + {run.optim.decay} decay over the maximum), stopped at the chosen '
             f'epoch; then the outer fold is scored',
-            f'- fixed for every arm: optimizer {config.optimizer} unless searched, batch size {config.batch_size} '
-            f'unless searched, fresh weights at x{config.fresh_lr_multiplier:g} the learning rate, weight decay '
-            f'{config.weight_decay:g}, clip {config.grad_clip:g}, seed {config.seed}',
+            f'- fixed for every arm: optimizer {run.optim.optimizer} unless searched, batch size {run.optim.batch_size} '
+            f'unless searched, fresh weights at x{run.optim.fresh_lr_multiplier:g} the learning rate, weight decay '
+            f'{run.optim.weight_decay:g}, clip {run.optim.grad_clip:g}, seed {run.seed}',
             '- reference rows on the same outer folds: scikit-learn `LogisticRegression` (defaults, max_iter 2000) on '
             'the pixels resized as the models see them; `DummyClassifier(most_frequent)`', '',
             '### Per-fold accuracy', '', '| row | ' + ' | '.join(f'fold {k}' for k in range(folds)) + ' |',
@@ -429,30 +239,13 @@ def write_ablation_report(path: str, *, summary: dict, config, commands: Sequenc
   lines += [f'| {REFERENCE_NAMES.get(n, n)} | ' + ' | '.join(f'{v:.4f}' for v in r['accuracy']) + ' |'
             for n, r in rows.items()]
   lines += ['', '## Setup', '', f'- machine: {summary["machine"]}; wall time {summary["seconds"]:.0f} s',
-            f'- model: BEiT {config.beit.num_hidden_layers} layer(s), width {config.beit.hidden_size}, '
-            f'{config.beit.image_size} px, patch {config.beit.patch_size}; BERT layers kept: '
-            f'{config.bert_layers or "all"}; the {point["image_shape"][0]} x {point["image_shape"][1]} px images '
-            f'are resized to {config.beit.image_size} x {config.beit.image_size} on the device', '',
+            f'- model: BEiT {beit.num_hidden_layers} layer(s), width {beit.hidden_size}, {beit.image_size} px, '
+            f'patch {beit.patch_size}, {beit.num_channels} channel(s); BERT layers kept: '
+            f'{run.model.bert.num_hidden_layers if run.model.bert else 0}; the {point["image_shape"][0]} x '
+            f'{point["image_shape"][1]} px images are resized to {beit.image_size} x {beit.image_size} on the device',
+            '',
             '| arm | BEiT | BERT |', '| --- | --- | --- |']
   lines += [f'| {arm} | {r["pretrained"]["beit"]} | {r["pretrained"]["bert"]} |' for arm, r in point['arms'].items()]
   lines += ['', '## Commands', '', '```', *commands, '```']
   with atomic(path) as tmp, open(tmp, 'w') as f:
     f.write('\n'.join(lines) + '\n')
-
-
-def loss_curve_plot(path: str, history: Sequence[dict]) -> None:
-  """A pretraining run's masked-token loss (and masked-token accuracy on a second axis) against epochs."""
-  plt = _pyplot()
-  fig, ax = plt.subplots(figsize=(5.8, 4.0))
-  epochs = [h['epoch'] for h in history]
-  ax.plot(epochs, [h['loss'] for h in history], 'o-', label='loss', markersize=3)
-  ax.set_xlabel('epoch')
-  ax.set_ylabel('masked-token cross-entropy')
-  accuracy = ax.twinx()
-  accuracy.plot(epochs, [h['masked_accuracy'] for h in history], 's--', color='tab:orange', markersize=3)
-  accuracy.set_ylabel('masked-token accuracy (dashed)')
-  ax.set_title('BEiT masked image modelling', fontsize=9)
-  fig.tight_layout()
-  with atomic(path) as tmp:
-    fig.savefig(tmp, dpi=120)
-  plt.close(fig)

@@ -2,8 +2,8 @@
 
   python -m experiments.ablation --config=experiments/configs/digits_ablation.py --workdir=/tmp/cmtl_ablation
 
-Nested cross-validation: every arm chooses its own hyperparameters (the config's `grid`) and training length inside
-each outer training set (cmtl_jax/ablation.py). Writes report.md, ablation.json, ablation_bars.png,
+Nested cross-validation: every arm chooses its own hyperparameters (the config's `search.grid`) and training length
+inside each outer training set (cmtl_jax/ablation/). Writes report.md, ablation.json, ablation_bars.png,
 training_curves.png and learning_curve.png into --workdir. Rerunning the same command resumes finished searches.
 Measured results: the config files' docstrings and BUILD_NOTES.md, "Reproduction".
 """
@@ -24,7 +24,9 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints of fi
 def main(argv):
   del argv
   with cli.one_line_errors():
-    experiment.ablation(_CONFIG.value, _WORKDIR.value, commands=['python -m experiments.ablation ' + ' '.join(sys.argv[1:])])
+    cli.refuse_unread(_CONFIG.value, 'ablation')
+    experiment.ablation(_CONFIG.value, _WORKDIR.value,
+                        commands=['python -m experiments.ablation ' + ' '.join(sys.argv[1:])])
 
 
 if __name__ == '__main__':

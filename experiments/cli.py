@@ -35,6 +35,15 @@ def one_line_errors():
     sys.exit(2)
 
 
+def refuse_unread(config, purpose: str, argv=None) -> None:
+  """Raises ConfigError when a `--config.<key>=...` override on the command line names a key that `purpose`
+  (`resolve.PURPOSES`) does not read, e.g. `--config.optim.num_epochs` for pretraining (`pretrain.num_epochs`)."""
+  from cmtl_jax import resolve  # pylint: disable=g-import-not-at-top
+  message = resolve.unread_overrides(resolve.resolve(config, purpose), overridden_keys(argv or sys.argv))
+  if message:
+    raise ConfigError(message + '.')
+
+
 def overridden_keys(argv, flags_named=('config',)) -> list:
   """The dotted config keys that `--config.<key>=...` overrides in `argv` set (`flags_named`: the config flags)."""
   keys = []

@@ -2,14 +2,15 @@ r"""GridSearchCV over the config's `grid` with stratified K-fold CV; resumable i
 
   python -m experiments.grid_search --config=experiments/configs/digits_grid.py --workdir=/tmp/cmtl_grid
 
+The search is the config's `search` group (`search.grid`, shaped like the config: `search.grid.optim.learning_rate`).
 Writes cv_results.json, cv_results.csv, heatmap_<optimizer>.png and summary.md into --workdir. Rerunning the same
-command skips finished groups; a different config in an existing workdir is refused.
+command skips finished work; a different config in an existing workdir is refused.
 
 Successive halving instead of the exhaustive search (resumable too: a rerun goes on after the last finished round,
-with the surviving models' train states read back from --workdir/rounds):
+with the surviving models' train states read back from --workdir/states):
 
-  python -m experiments.grid_search --config=experiments/configs/digits_grid.py --config.search=halving \
-      --config.num_epochs=9 --workdir=/tmp/cmtl_halving
+  python -m experiments.grid_search --config=experiments/configs/digits_grid.py --config.search.kind=halving \
+      --config.optim.num_epochs=9 --workdir=/tmp/cmtl_halving
 
 Several processes (hosts) running one grid together, each on its devices' share of every group's models; process 0
 writes the outputs (on one machine, for a try: two CPU processes):
@@ -38,6 +39,7 @@ def main(argv):
   del argv
   _INITIALIZE_DISTRIBUTED()
   with cli.one_line_errors():
+    cli.refuse_unread(_CONFIG.value, 'search')
     experiment.grid_search(_CONFIG.value, _WORKDIR.value, command='python -m experiments.grid_search ' +
                            ' '.join(sys.argv[1:]))
 

@@ -1,7 +1,10 @@
 r"""Trains one classifier from a config file and writes metrics.json and a checkpoint into --workdir.
 
   python -m experiments.train --config=experiments/configs/digits.py --workdir=/tmp/cmtl_digits \
-      [--config.optimizer=sgdm --config.learning_rate=1e-3 --config.variant=beit ...]
+      [--config.optim.optimizer=sgdm --config.optim.learning_rate=1e-3 --config.model.variant=beit ...]
+
+Every key and its default: cmtl_jax/config.py. An override of a key training one model does not read (a search's,
+an ablation's, pretraining's) is refused with one line.
 """
 
 from absl import app
@@ -17,6 +20,7 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for metrics.json and 
 def main(argv):
   del argv
   with cli.one_line_errors():
+    cli.refuse_unread(_CONFIG.value, 'train')
     cmtl_jax.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 

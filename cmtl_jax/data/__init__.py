@@ -3,8 +3,8 @@ stratified splits into arrays on the device with the on-device preprocessing (`l
 cross-validation folds (`folds`)."""
 
 from cmtl_jax.data.loading import (BUILTIN, FOLDER, SYNTHETIC, Dataset, as_uint8_images, check_channels,
-                                   check_memory, folder_settings, load_dataset, load, map_batches, preprocess, stage,
+                                   check_memory, load_dataset, load, map_batches, preprocess, stage,
                                    synthetic_images)
 
 __all__ = ['BUILTIN', 'FOLDER', 'SYNTHETIC', 'Dataset', 'as_uint8_images', 'check_channels', 'check_memory',
-           'folder_settings', 'load_dataset', 'load', 'map_batches', 'preprocess', 'stage', 'synthetic_images']
+           'load_dataset', 'load', 'map_batches', 'preprocess', 'stage', 'synthetic_images']

@@ -94,7 +94,7 @@ def list_folder(root: str) -> Listing:
   an empty class folder, or a test class that the training split lacks."""
   root = os.path.abspath(os.path.expanduser(root))
   if not os.path.isdir(root):
-    raise MissingPathError(f'image folder {root!r} does not exist: set --config.data_dir to a folder with one '
+    raise MissingPathError(f'image folder {root!r} does not exist: set --config.data.data_dir to a folder with one '
                            f'sub-folder of images per class.')
   subfolders = _subfolders(root)
   split_layout = 'train' in subfolders and 'test' in subfolders

@@ -29,7 +29,7 @@ def fold_indices(labels: np.ndarray, pool: np.ndarray, cv: int, seed: int):
   smallest = int(counts[counts > 0].min())
   if not 2 <= cv <= smallest:
     raise ConfigError(f'cv={cv} folds is not possible: it must be >= 2 and <= the smallest class count in the '
-                      f'training pool ({smallest}): lower --config.cv or raise --config.train_per_class.')
+                      f'training pool ({smallest}): lower --config.search.cv or raise --config.data.train_per_class.')
   splitter = model_selection.StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
   return [(np.sort(pool[train]), np.sort(pool[val])) for train, val in splitter.split(pool, labels[pool])]
 

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmtl_jax import devices
 from cmtl_jax.data import folder
 from cmtl_jax.data import folds
 from cmtl_jax.errors import ConfigError, MissingPathError
@@ -93,6 +94,11 @@ class Dataset:
   def num_classes(self) -> int:
     return len(self.class_names)
 
+  @property
+  def pool(self) -> np.ndarray:
+    """The training pool: every index outside the held-out test split (train + val), sorted."""
+    return np.sort(np.concatenate([self.train, self.val]))
+
 
 def _read_split(builder, split: str, image_key: str, label_key: str):
   source = builder.as_data_source(split=split)
@@ -116,7 +122,7 @@ def _builder(name: str, data_dir: str, manual_dir: str):
       missing = builders.missing_fashion_mnist_files(manual_dir)
       if missing:
         raise MissingPathError(f'Fashion-MNIST idx files not found in {manual_dir!r} ({", ".join(missing)}): run '
-                               f'`apt-get install dataset-fashion-mnist` or set --config.manual_dir.')
+                               f'`apt-get install dataset-fashion-mnist` or set --config.data.manual_dir.')
       download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
     builder = cls(data_dir=data_dir, file_format='array_record')
     builder.download_and_prepare(download_config=download_config)
@@ -124,11 +130,11 @@ def _builder(name: str, data_dir: str, manual_dir: str):
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # TFDS raises several types (DatasetNotFoundError, ...) for a bad name.
-    raise ConfigError(f'unknown dataset {name!r}: use digits, fashion_mnist, folder (with --config.data_dir=PATH), '
+    raise ConfigError(f'unknown dataset {name!r}: use digits, fashion_mnist, folder (with --config.data.data_dir=PATH), '
                       f'or the name of a TFDS dataset prepared as array_record ({e.__class__.__name__}).') from None
   if not builder.is_prepared():
     raise ConfigError(f'TFDS dataset {name!r} is not prepared in {builder.data_dir_root!r}: run `tfds build {name} '
-                      f'--file_format=array_record` (or pass --config.data_dir).')
+                      f'--file_format=array_record` (or pass --config.data.data_dir).')
   return builder
 
 
@@ -158,17 +164,7 @@ def _check_tfds_buffer(listing, image_bytes: int) -> None:
     if size > shuffle.MAX_MEM_BUFFER_SIZE:
       raise ConfigError(f'preparing the {split} split of {listing.root} ({len(files)} images of {image_bytes} bytes, '
                         f'{_bytes(size)}) passes TFDS\'s {_bytes(shuffle.MAX_MEM_BUFFER_SIZE)} write buffer, beyond '
-                        f'which TFDS needs TensorFlow: lower --config.image_size, or pip install tensorflow-cpu.')
-
-
-def device_memory_bytes(device: Optional[jax.Device] = None) -> int:
-  """Bytes of memory of `device` (default: the first): its allocator's limit on a GPU / TPU, the host's physical
-  memory on a CPU."""
-  device = device or jax.local_devices()[0]
-  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
-  if stats and stats.get('bytes_limit'):
-    return int(stats['bytes_limit'])
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+                        f'which TFDS needs TensorFlow: lower --config.data.image_size, or pip install tensorflow-cpu.')
 
 
 def _bytes(n: float) -> str:
@@ -182,13 +178,13 @@ def check_memory(num_images: int, shape, fraction: float) -> None:
   """Raises ConfigError when `num_images` uint8 images of `shape` `(H, W, C)` (all of a dataset's images are
   staged on the device) take more than `fraction` of the device's memory (`device_memory_bytes`)."""
   needed = int(num_images) * int(np.prod(shape))
-  available = device_memory_bytes()
+  available = devices.device_memory_bytes()
   if needed > fraction * available:
     raise ConfigError(
         f'the staged dataset needs {_bytes(needed)} ({num_images} images x {" x ".join(map(str, shape))} bytes), '
-        f'more than data_memory_fraction={fraction:g} of the device\'s {_bytes(available)}: lower '
-        f'--config.image_size (or beit.image_size) or --config.train_per_class, or raise '
-        f'--config.data_memory_fraction.')
+        f'more than data.memory_fraction={fraction:g} of the device\'s {_bytes(available)}: lower '
+        f'--config.data.image_size (or model.beit.image_size) or --config.data.train_per_class, or raise '
+        f'--config.data.memory_fraction.')
 
 
 def _folder_estimate(listing, test_fraction: float, train_per_class: int) -> int:
@@ -277,21 +273,16 @@ def load(name: str, *, data_dir: str = '', manual_dir: str = '', image_key: str 
                  name, skipped)
 
 
-def folder_settings(config) -> dict:
-  """How a config's folder images are decoded: `image_size` and `channels` (0 = BEiT's), `resize`."""
-  return {'image_size': config.image_size or config.beit.image_size,
-          'channels': config.channels or config.beit.num_channels, 'resize': config.resize}
-
-
-def load_dataset(config, validation: bool = True) -> Dataset:
-  """The dataset a config names, split into train / val / held-out test; `validation=False` leaves the whole
-  training pool in `train` (cross-validation cuts its own folds: a folder's classes then need `cv` images)."""
-  return load(config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir, image_key=config.image_key,
-              label_key=config.label_key, test_fraction=config.test_fraction,
-              val_fraction=config.val_fraction if validation else 0.0, split_seed=config.split_seed,
-              train_per_class=config.train_per_class, on_bad_image=config.on_bad_image,
-              prepared_dir=config.prepared_dir, min_per_class=0 if validation else config.cv,
-              memory_fraction=config.data_memory_fraction, **folder_settings(config))
+def load_dataset(spec, validation: bool = True, min_per_class: int = 0) -> Dataset:
+  """The dataset a `resolve.DataSpec` names, split into train / val / held-out test; `validation=False` leaves the
+  whole training pool in `train` (cross-validation cuts its own folds: a folder's classes then need
+  `min_per_class` images, the folds)."""
+  return load(spec.dataset, data_dir=spec.data_dir, manual_dir=spec.manual_dir, image_key=spec.image_key,
+              label_key=spec.label_key, test_fraction=spec.test_fraction,
+              val_fraction=spec.val_fraction if validation else 0.0, split_seed=spec.split_seed,
+              train_per_class=spec.train_per_class, image_size=spec.image_size, channels=spec.channels,
+              resize=spec.resize, on_bad_image=spec.on_bad_image, prepared_dir=spec.prepared_dir,
+              min_per_class=min_per_class, memory_fraction=spec.memory_fraction)
 
 
 def preprocess(images, image_size: int, num_channels: int):
@@ -323,9 +314,9 @@ def check_channels(dataset: Dataset, num_channels: int, gray_to_rgb: bool) -> No
   channels = dataset.images.shape[-1]
   if channels == num_channels or (gray_to_rgb and channels == 1 and num_channels == 3):
     return
-  hint = ' or --config.gray_to_rgb=True' if channels == 1 and num_channels == 3 else ''
+  hint = ' or --config.data.gray_to_rgb=True' if channels == 1 and num_channels == 3 else ''
   raise ConfigError(f'{dataset.name} images have {channels} channel(s) but BEiT expects {num_channels}: set '
-                    f'--config.beit.num_channels={channels} for a fresh BEiT{hint}.')
+                    f'--config.model.beit.num_channels={channels} for a fresh BEiT{hint}.')
 
 
 def stage(dataset: Dataset, device: Optional[jax.Device] = None):

@@ -163,29 +163,35 @@ def frozen_mask(pretrained) -> dict:
   return jax.tree_util.tree_map_with_path(frozen, pretrained)
 
 
-def beit_overrides(config) -> dict:
-  """The `beit.*` keys of `config` that differ from their defaults: what a user asked for beside a checkpoint
-  (`beit_path`); a key left at its default takes the checkpoint's value."""
-  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
-  defaults = config_lib.base_config().beit
-  return {k: v for k, v in config.beit.items() if k not in defaults or defaults[k] != v}
+def activation_bytes(model, batch_size: int) -> int:
+  """A rough upper estimate of one model's training activations for one batch (float32, kept for the backward
+  pass): per layer and token ~12 hidden-wide vectors and 2 intermediate-wide ones, plus 2 attention maps."""
+  beit = model.beit_config
+  tokens = (beit.image_size // beit.patch_size) ** 2 + 1
+  layers = [(beit.hidden_size, beit.intermediate_size, beit.num_attention_heads)] * beit.num_hidden_layers
+  if model.bert_config is not None:
+    bert = model.bert_config
+    layers += [(bert.hidden_size, bert.intermediate_size, bert.num_attention_heads)] * bert.num_hidden_layers
+  per_example = sum(tokens * (12 * h + 2 * i) + 2 * heads * tokens ** 2 for h, i, heads in layers)
+  return 4 * batch_size * per_example
 
 
-def build_model(config, num_classes: int, rng):
-  """Builds the classifier a config describes and fills it with its pretrained weights.
+def build_model(spec, num_classes: int, rng):
+  """Builds the classifier a `resolve.ModelSpec` describes and fills it with its pretrained weights.
 
   Returns:
     (model, params, pretrained, sources): the module, its parameters, the tree of which leaves came from a
     checkpoint, and `{'bert': {...}, 'beit': {...}}` saying which sides were pretrained and from where.
+
+  Raises:
+    ConfigError: weights that cannot be read or do not fit (`checkpoints.load_params`).
   """
   from cmtl_jax.models import checkpoints  # pylint: disable=g-import-not-at-top
-  beit = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict(), overrides=beit_overrides(config),
-                               pretrained=config.beit_pretrained)
+  beit = checkpoints.load_beit(spec.beit_path, spec.beit, pretrained=spec.beit_pretrained)
   bert = None
-  if config.variant != 'beit':
-    bert = checkpoints.load_bert(config.bert_path, config.bert_layers, pretrained=config.bert_pretrained)
-  model = build(beit.config, bert.config if bert else None, num_classes, config.pooling, config.bridge_norm,
-                dtype=jnp.dtype(config.dtype))
+  if spec.bert is not None:
+    bert = checkpoints.load_bert(spec.bert_path, spec.bert, pretrained=spec.bert_pretrained)
+  model = build(spec.beit, spec.bert, num_classes, spec.pooling, spec.bridge_norm, dtype=jnp.dtype(spec.dtype))
   # Shapes first: the checkpoints fill their subtrees, and only the rest is drawn at random.
   shapes = jax.eval_shape(lambda: init_params(model, rng))
   loaded, pretrained = load_pretrained(shapes, bert.params if bert else None, beit.params)

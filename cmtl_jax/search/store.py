@@ -1,58 +1,60 @@
-"""A search's progress on disk: orbax checkpoints of finished groups (or halving rounds) beside the fingerprint of
-the run that made them, so that a rerun of the same search resumes and a different one is refused."""
+"""The engine's progress on disk: one orbax step per finished unit of work (a group of models trained to an epoch),
+beside the fingerprint of the run that made them, so that a rerun of the same work resumes and other work is
+refused."""
 
 import os
 from typing import Optional
 
-import orbax.checkpoint as ocp
+from cmtl_jax import workdir as workdir_lib
+from cmtl_jax.errors import ConfigError
 
-from cmtl_jax import report
+FINGERPRINT = 'run.json'
+_OLD_FINGERPRINT = 'grid_config.json'  # Written by the flat-config versions, whose progress cannot be read.
 
 
 class Store:
-  """A search's progress as orbax checkpoints under `<workdir>/<name>` (one step per finished group, or per
-  finished round of a halving search), plus the fingerprint of the run that made them (`grid_config.json`); a
-  workdir made by a different config is refused. Each step holds a JSON item `results` and, with `arrays`, a tree
-  of numpy arrays `arrays`. A save cut short by a kill leaves only an orbax temporary directory, removed here; that
-  step counts as not done.
+  """Units of work under `<workdir>/progress` (JSON results, every unit kept) and `<workdir>/states` (the train
+  states of models that go on training, only while a later unit may need them).
 
-  Args:
-    max_to_keep: steps kept (None = all; 1 = only the latest, for progress that supersedes itself).
+  Raises:
+    ConfigError: a workdir of another run (`workdir.check_fingerprint`), or of an older cmtl_jax.
   """
 
-  def __init__(self, workdir: str, fingerprint: dict, name: str = 'groups', *, arrays: bool = False,
-               max_to_keep: Optional[int] = None):
+  def __init__(self, workdir: str, fingerprint: dict, what: str = 'a search'):
     os.makedirs(workdir, exist_ok=True)
-    self.directory = os.path.join(os.path.abspath(workdir), name)
-    report.check_workdir_config(workdir, 'grid_config.json', fingerprint, 'a grid run')
-    report.write_workdir_config(workdir, 'grid_config.json', fingerprint)
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
-    self.manager = ocp.CheckpointManager(self.directory, item_names=('results', 'arrays') if arrays else ('results',),
-                                         options=options)
+    if os.path.exists(os.path.join(workdir, _OLD_FINGERPRINT)):
+      raise ConfigError(f'workdir {workdir!r} holds {what} of an older cmtl_jax (flat config keys), which this one '
+                        f'cannot resume: use a new --workdir.')
+    workdir_lib.check_fingerprint(workdir, FINGERPRINT, fingerprint, what)
+    workdir_lib.write_fingerprint(workdir, FINGERPRINT, fingerprint)
+    self.results = workdir_lib.checkpoint_manager(os.path.join(workdir, 'progress'), ('results',))
+    self.states = workdir_lib.checkpoint_manager(os.path.join(workdir, 'states'), ('arrays',))
 
-  def _results(self, step: int) -> dict:
-    return self.manager.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
-
-  def finished(self) -> dict:
-    """{step: results} of every step kept."""
-    return {step: self._results(step) for step in self.manager.all_steps()}
-
-  def latest(self):
-    """(step, results) of the latest step, or None."""
-    step = self.manager.latest_step()
-    return None if step is None else (step, self._results(step))
+  def unit(self, step: int) -> Optional[dict]:
+    """The results of unit `step`, or None when it has not finished."""
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    if step not in self.results.all_steps():
+      return None
+    return self.results.restore(step, args=ocp.args.Composite(results=ocp.args.JsonRestore())).results
 
   def arrays(self, step: int, like):
-    """The arrays of `step`, read into the structure of `like` (numpy arrays of the right shapes and dtypes)."""
-    if not like:  # Nothing was saved (orbax refuses an empty tree).
-      return like
-    return self.manager.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(like))).arrays
+    """The train states saved with unit `step`, read into the structure of `like` (numpy arrays of the right
+    shapes and dtypes)."""
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    return self.states.restore(step, args=ocp.args.Composite(arrays=ocp.args.StandardRestore(like))).arrays
 
-  def save(self, index: int, result: dict, arrays=None) -> None:
-    items = {'results': ocp.args.JsonSave(result)}
-    if arrays:  # An empty tree is not saved (orbax refuses it); `arrays` reads it back as empty.
-      items['arrays'] = ocp.args.StandardSave(arrays)
-    with report.interrupts_held():
-      self.manager.save(index, args=ocp.args.Composite(**items), force=True)
-      self.manager.wait_until_finished()
+  def save(self, step: int, results: dict, arrays=None) -> None:
+    """Saves unit `step`: first its train states (when given), then its results, whose presence marks it done."""
+    import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+    with workdir_lib.interrupts_held():
+      if arrays:
+        self.states.save(step, args=ocp.args.Composite(arrays=ocp.args.StandardSave(arrays)), force=True)
+        self.states.wait_until_finished()
+      self.results.save(step, args=ocp.args.Composite(results=ocp.args.JsonSave(results)), force=True)
+      self.results.wait_until_finished()
 
+  def keep_states(self, steps) -> None:
+    """Deletes the saved train states of every unit but `steps` (those a later unit may still resume from)."""
+    for step in self.states.all_steps():
+      if step not in steps:
+        self.states.delete(step)

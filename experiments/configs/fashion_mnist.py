@@ -2,8 +2,8 @@
 
   python -m experiments.train --config=experiments/configs/fashion_mnist.py --workdir=/tmp/cmtl_fashion
 
-`train_per_class` keeps the run CPU-sized (200 images per class in the train + validation pool); set
-`--config.train_per_class=0` for all 60,000 training images on an accelerator. The test split is the official
+`data.train_per_class` keeps the run CPU-sized (200 images per class in the train + validation pool); set
+`--config.data.train_per_class=0` for all 60,000 training images on an accelerator. The test split is the official
 10,000-image one.
 """
 
@@ -12,8 +12,8 @@ from cmtl_jax import config as config_lib
 
 def get_config():
   c = config_lib.base_config()
-  c.dataset = 'fashion_mnist'
-  c.bert_layers = 2
-  c.train_per_class = 200
-  c.num_epochs = 8
+  c.data.dataset = 'fashion_mnist'
+  c.data.train_per_class = 200
+  c.model.bert_layers = 2
+  c.optim.num_epochs = 8
   return c

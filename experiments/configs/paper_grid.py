@@ -13,14 +13,14 @@ from cmtl_jax import config as config_lib
 
 def get_config():
   c = config_lib.base_config()
-  c.dataset = 'fashion_mnist'
-  c.train_per_class = 1000
-  c.bert_layers = 0
-  c.beit.update(dict(image_size=32, patch_size=4, hidden_size=384, num_hidden_layers=4, num_attention_heads=6,
-                     intermediate_size=1536))
-  c.num_epochs = 10
-  c.grid.batch_size = (8, 16, 32, 64, 128, 256)
-  c.grid.learning_rate = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
-  c.grid.optimizer = ('sgdm', 'adam')
-  c.cv = 5
+  c.data.dataset = 'fashion_mnist'
+  c.data.train_per_class = 1000
+  c.model.bert_layers = 0
+  c.model.beit.update(dict(image_size=32, patch_size=4, hidden_size=384, num_hidden_layers=4, num_attention_heads=6,
+                           intermediate_size=1536))
+  c.optim.num_epochs = 10
+  c.search.grid = {'optim': {'batch_size': (8, 16, 32, 64, 128, 256),
+                             'learning_rate': (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),
+                             'optimizer': ('sgdm', 'adam')}}
+  c.search.cv = 5
   return c

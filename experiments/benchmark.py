@@ -6,8 +6,8 @@ Prints each measurement and writes <workdir>/benchmark.json with `step_mfu` (mod
 measured in the same run), `torch_speedup` (PyTorch time / ours, per example; needs `pip install torch==2.13.0`),
 `stacked_over_loop` (one grid group stacked / the same models one by one) and `halving_epoch_fraction`. The step
 parts use --config (default: the embedded digits hybrid), the grid parts --grid_config (the digits grid); the
-halving part runs the exhaustive search and halving on it, at --grid_config.num_epochs=9 by default here.
-Fewer parts: --parts=mfu,torch. A bf16 step: --config.dtype=bfloat16 (GPU/TPU; its MFU is over the bf16 peak).
+halving part runs the exhaustive search and halving on it, at --grid_config.optim.num_epochs=9 by default here.
+Fewer parts: --parts=mfu,torch. A bf16 step: --config.model.dtype=bfloat16 (GPU/TPU; its MFU is over the bf16 peak).
 --parts=check compares the default device with the host CPU (for GPUs/TPUs; experiments/device_check.sh).
 MFU and the PyTorch ratio are the median of --rounds interleaved rounds (peak, our step, PyTorch step). Add
 --compilation_cache_dir=DIR so that the stacked part's one-by-one loop compiles its program once, not per model.
@@ -52,7 +52,7 @@ def main(argv):
       raise cli.ConfigError(f'unknown --parts {sorted(unknown)}: choose from {", ".join(benchmark.PARTS)}.')
     grid_config = _GRID_CONFIG.value
     if 'halving' in _PARTS.value:
-      grid_config.num_epochs = _HALVING_EPOCHS.value
+      grid_config.optim.num_epochs = _HALVING_EPOCHS.value
     result = benchmark.run(_CONFIG.value, grid_config, parts=_PARTS.value, steps=_STEPS.value, rounds=_ROUNDS.value,
                            stacked_epochs=_STACKED_EPOCHS.value, vmap_widths=[int(w) for w in _VMAP_WIDTHS.value])
     os.makedirs(_WORKDIR.value, exist_ok=True)

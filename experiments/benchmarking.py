@@ -2,7 +2,7 @@
 
 - `step_mfu`: the hybrid's training step, model FLOP/s over the matmul peak measured on the same device.
 - `torch_speedup`: a PyTorch eager twin's time per example over ours (same config, batch and optimiser).
-- `stacked_over_loop`: one grid group trained as a stack vs the same models one by one through `train.fit`.
+- `stacked_over_loop`: one grid group trained as a stack vs the same models one by one (one engine call each).
 - `halving_epoch_fraction`: model-epochs of successive halving over those of the exhaustive search, and whether
   both pick the same cell.
 - `profile` (no ratio): where the step's time goes, per kind of HLO instruction, from a `jax.profiler` trace.
@@ -12,6 +12,7 @@ the usual MFU convention; XLA's own count of the compiled step (`cost_analysis`)
 """
 
 import collections
+import dataclasses
 import glob
 import gzip
 import json
@@ -25,14 +26,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmtl_jax import data
+from cmtl_jax import optim
+from cmtl_jax import resolve
 from cmtl_jax.data import folds as folds_lib
+from cmtl_jax.devices import machine
+from cmtl_jax.search import engine as engine_lib
 from cmtl_jax.search import grid
 from cmtl_jax.search import halving
-from cmtl_jax.models import build as model_lib
-from cmtl_jax import optim
-from cmtl_jax.search import stacked
+from cmtl_jax.task import ClassifierTask
+from cmtl_jax.train import classification
+from cmtl_jax.train import core
 from experiments import torch_twin
-from cmtl_jax import train
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -53,9 +57,8 @@ def matmul_peak(dtype: str = 'float32', size: int = 0, repeats: int = 10) -> flo
   return 2 * size ** 3 / best
 
 
-def synthetic_data(model, num_examples: int, num_classes: int, seed: int = 0):
-  """`data.synthetic_images` at BEiT's input size and channels (so no resize): `([N, S, S, C], [N])` numpy."""
-  beit = model.beit_config
+def synthetic_data(beit, num_examples: int, num_classes: int, seed: int = 0):
+  """`data.synthetic_images` at the BEiT's input size and channels (so no resize): `([N, S, S, C], [N])` numpy."""
   return data.synthetic_images(seed, num_examples, beit.image_size, num_classes, beit.num_channels)
 
 
@@ -69,6 +72,12 @@ def _xla_flops(stage) -> float:
   return float(cost.get('flops', np.nan)) if cost else np.nan
 
 
+def _task(config, num_classes: int):
+  """(task, run) of the model a config describes."""
+  run = resolve.resolve(config, 'train')
+  return ClassifierTask(run.model, num_classes), run
+
+
 def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0):
   """Compiles one epoch of `steps` training steps of the model `config` describes (its batch size, optimiser and
   dtype) on synthetic data and runs it once.
@@ -79,36 +88,39 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
     has `model_flops_per_step`, `xla_flops_per_step` (NaN where the backend gives no count), `batch_size`, `dtype`
     and `loss_finite` (every timed epoch's loss so far).
   """
-  model, params, pretrained, _ = model_lib.build_model(config, num_classes, jax.random.key(seed))
-  tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
-  images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
+  task, run = _task(config, num_classes)
+  batch_size = run.optim.batch_size
+  tx = optim.from_spec(run.optim, steps_per_epoch=steps, task=task)
+  params = task.init(jax.random.key(seed))
+  images, labels = synthetic_data(run.model.beit, steps * batch_size, num_classes, seed)
   images, labels = jnp.asarray(images), jnp.asarray(labels)
   train_idx = jnp.arange(len(labels), dtype=jnp.int32)
+  raw_key = jax.random.key_data(jax.random.key(0))
 
   def lowered_epoch(num_steps):
-    epoch = jax.jit(train.make_train_epoch(model, tx, batch_size=config.batch_size, steps=num_steps),
+    epoch = jax.jit(classification.make_train_epoch(task, tx, batch_size=batch_size, steps=num_steps),
                     donate_argnums=0)
-    state = jax.eval_shape(lambda: train.init_state(params, tx))
-    return epoch.lower(state, jax.random.key(0), images, labels, train_idx)
+    state = jax.eval_shape(lambda: core.init_state(params, tx))
+    return epoch.lower(state, raw_key, np.int32(1), images, labels, train_idx)
 
   # XLA counts a loop body once or per trip depending on the version: compare loops of 1 and 2 steps. The lowered
   # (not compiled) programs are enough for the count, which spares two compilations of a large model.
   one, two = _xla_flops(lowered_epoch(1)), _xla_flops(lowered_epoch(2))
   xla_per_step = two - one if two > 1.5 * one else one
   epoch = lowered_epoch(steps).compile()
-  box = {'state': train.init_state(params, tx), 'calls': 0}
+  box = {'state': core.init_state(params, tx), 'calls': 0}
 
   def timer() -> float:
     box['calls'] += 1
     start = time.perf_counter()
-    box['state'], loss = epoch(box['state'], jax.random.key(box['calls']), images, labels, train_idx)
-    loss.block_until_ready()
+    box['state'], metrics = epoch(box['state'], raw_key, np.int32(box['calls']), images, labels, train_idx)
+    loss = metrics['loss'].block_until_ready()
     seconds = time.perf_counter() - start
     info['loss_finite'] = info['loss_finite'] and bool(np.isfinite(float(loss)))
     return seconds / steps
 
-  info = {'model_flops_per_step': model_lib.train_step_flops(model, config.batch_size), 'xla_flops_per_step': xla_per_step,
-          'batch_size': config.batch_size, 'dtype': config.dtype, 'loss_finite': True}
+  info = {'model_flops_per_step': task.train_step_flops(batch_size), 'xla_flops_per_step': xla_per_step,
+          'batch_size': batch_size, 'dtype': run.model.dtype, 'loss_finite': True}
   timer()  # Warm-up: the first call of a compiled program also allocates.
   timer.compiled = epoch
   return timer, info
@@ -212,11 +224,11 @@ def torch_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0
   `step_timer` (timer() = median seconds of `steps` eager steps), or None without torch."""
   if not torch_twin.available():
     return None
-  model, _, _, _ = model_lib.build_model(config, num_classes, jax.random.key(seed))
-  images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
-  return torch_twin.step_timer(model.beit_config, model.bert_config, num_classes, images, labels,
-                               batch_size=config.batch_size, optimizer=config.optimizer,
-                               learning_rate=config.learning_rate, steps=steps, seed=seed)
+  run = resolve.resolve(config, 'train')
+  images, labels = synthetic_data(run.model.beit, steps * run.optim.batch_size, num_classes, seed)
+  return torch_twin.step_timer(run.model.beit, run.model.bert, num_classes, images, labels,
+                               batch_size=run.optim.batch_size, optimizer=run.optim.optimizer,
+                               learning_rate=run.optim.learning_rate, steps=steps, seed=seed)
 
 
 def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = False, num_classes: int = 10) -> dict:
@@ -224,13 +236,14 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
   twin's step back to back, and forms its ratios from those; the result is the median round. A machine whose speed
   drifts (a shared VM) then moves numerator and denominator together instead of biasing one of them."""
   dtypes = ('float32',) if jax.default_backend() == 'cpu' else ('float32', 'bfloat16')
+  dtype = config.model.dtype
   ours, info = step_timer(config, steps=steps, num_classes=num_classes)
   twin = torch_timer(config, steps=steps, num_classes=num_classes) if with_torch else None
   twin_timer, twin_info = twin if twin is not None else (None, None)
   per_round = []
   for _ in range(rounds):
     peaks = {d: matmul_peak(d) for d in dtypes}
-    peak = peaks.get(config.dtype, peaks['float32'])
+    peak = peaks.get(dtype, peaks['float32'])
     row = {'matmul_peak_flops': peaks, 'seconds_per_step': ours()}
     row['step_mfu'] = info['model_flops_per_step'] / row['seconds_per_step'] / peak
     if twin_timer is not None:
@@ -239,7 +252,7 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
     per_round.append(row)
   median = lambda key: float(np.median([r[key] for r in per_round]))
   step = {**info, 'seconds_per_step': median('seconds_per_step'),
-          'seconds_per_example': median('seconds_per_step') / config.batch_size,
+          'seconds_per_example': median('seconds_per_step') / info['batch_size'],
           'model_flops_per_second': info['model_flops_per_step'] / median('seconds_per_step')}
   result = {'rounds': per_round, 'step': step, 'step_mfu': median('step_mfu'),
             'matmul_peak_flops': {d: float(np.median([r['matmul_peak_flops'][d] for r in per_round]))
@@ -253,20 +266,21 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
 def check_against_cpu(config, *, num_classes: int = 10, steps: int = 3, seed: int = 0, rtol: float = 2e-2) -> dict:
   """The same logits and short training run on the default device and on the host CPU (jax's CPU backend),
   compared: accelerators may compute float32 matmuls in TF32, so agreement is to `rtol` of the values' scale."""
-  model, params, pretrained, _ = model_lib.build_model(config, num_classes, jax.random.key(seed))
-  tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
-  images, labels = synthetic_data(model, steps * config.batch_size, num_classes, seed)
-  beit = model.beit_config
+  task, run = _task(config, num_classes)
+  batch_size = run.optim.batch_size
+  tx = optim.from_spec(run.optim, steps_per_epoch=steps, task=task)
+  params = task.init(jax.random.key(seed))
+  images, labels = synthetic_data(run.model.beit, steps * batch_size, num_classes, seed)
+  raw_key = jax.random.key_data(jax.random.key(seed + 1))
   out = {}
   for name, device in (('device', jax.devices()[0]), ('cpu', jax.devices('cpu')[0])):
     with jax.default_device(device):
       p, im, lb = jax.device_put((params, images, labels), device)
-      pixels = data.preprocess(im[:8], beit.image_size, beit.num_channels)
-      logits = jax.jit(lambda q, x: model.apply({'params': q}, x))(p, pixels)
-      epoch = jax.jit(train.make_train_epoch(model, tx, batch_size=config.batch_size, steps=steps))
-      state, loss = epoch(train.init_state(p, tx), jax.random.key(seed + 1), im, lb,
-                          jnp.arange(len(labels), dtype=jnp.int32))
-      out[name] = {'logits': np.asarray(logits, np.float32), 'loss': float(loss),
+      logits = jax.jit(lambda q, x: task.apply(q, x))(p, im[:8])
+      epoch = jax.jit(classification.make_train_epoch(task, tx, batch_size=batch_size, steps=steps))
+      state, metrics = epoch(core.init_state(p, tx), raw_key, np.int32(1), im, lb,
+                             jnp.arange(len(labels), dtype=jnp.int32))
+      out[name] = {'logits': np.asarray(logits, np.float32), 'loss': float(metrics['loss']),
                    'head': np.asarray(state['params']['head']['kernel'], np.float32)}
   scale = lambda x: float(np.abs(x).max()) + 1e-6
   result = {'device': str(jax.devices()[0]),
@@ -286,54 +300,45 @@ def check_against_cpu(config, *, num_classes: int = 10, steps: int = 3, seed: in
 
 def stacked_vs_loop(config, *, group: int = 0, epochs: int = 3, vmap_widths: Sequence[int] = (1,),
                     dataset: Optional[data.Dataset] = None) -> dict:
-  """One group of `config.grid` trained as a stack (once per `vmap_widths` value) and model by model through
-  `train.fit`, for `epochs` epochs each; the first epoch (compilation) is left out of every time."""
-  search = grid.GridSearchCV(config, {k: list(v) for k, v in config.grid.to_dict().items()}, cv=config.cv, log=None)
-  chosen = search.groups[group]
-  config = grid.apply_params(config, chosen.params)
-  config.num_epochs = epochs
-  dataset = dataset or data.load_dataset(config)
-  pool = np.sort(np.concatenate([dataset.train, dataset.val]))
-  pairs = folds_lib.fold_indices(dataset.labels, pool, config.cv, config.seed)
-  members = [(float(search.cells[c].get('learning_rate', config.learning_rate)), k)
-             for c in chosen.cells for k in range(config.cv)]
-  steps = train.steps_per_epoch(min(len(t) for t, _ in pairs), config.batch_size)
-  model, loaded, pretrained, _ = model_lib.build_model(config, dataset.num_classes, jax.random.key(0))
-  tx = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained)
+  """One group of the config's `search.grid` (cells that differ only in learning rate, x folds) trained on the
+  engine as one stack (once per `vmap_widths` value) and model by model (one engine call per model), for `epochs`
+  epochs each; the first epoch (compilation) is left out of every time."""
+  run = resolve.resolve(config, 'search')
+  search = grid.GridSearchCV(config, run.search.param_grid, cv=run.search.cv, refit=None, log=None)
+  dataset = search.prepare(dataset or data.load_dataset(run.data, validation=False))
+  program = search.fits([0], dataset.num_classes)[0].program
+  cells = [c for c in range(len(search.cells)) if search.fits([c], dataset.num_classes)[0].program == program]
+  fits = [dataclasses.replace(f, optim=f.optim.replace(num_epochs=epochs))
+          for f in search.fits(cells, dataset.num_classes)]
   images, labels = data.stage(dataset)
-  common = dict(num_epochs=epochs, batch_size=config.batch_size, num_classes=dataset.num_classes,
-                eval_batch_size=config.eval_batch_size)
-  init_rngs, rngs = (jnp.stack(r) for r in zip(*(train.model_rngs(config.seed, k) for _, k in members)))
   runs = []
   for width in vmap_widths:
-    _, history = stacked.fit_stacked(
-        model, tx, model_lib.init_stacked(model, init_rngs, loaded, pretrained), np.array([lr for lr, _ in members]),
-        images, labels, folds_lib.pad_stack([pairs[k][0] for _, k in members]),
-        folds_lib.pad_stack([pairs[k][1] for _, k in members]), rngs, vmap_width=width, **common)
-    runs.append({'vmap_width': width, 'seconds': float(history['seconds'][0, -1] - history['seconds'][0, 0]),
-                 'first_epoch_seconds': float(history['seconds'][0, 0])})
+    engine = engine_lib.Engine(images, labels, run.devices.replace(vmap_width=width, models_per_program=len(fits)))
+    history = engine.train(fits)
+    seconds = history[fits[0].name]['seconds']
+    runs.append({'vmap_width': width, 'seconds': float(seconds[-1] - seconds[0]),
+                 'first_epoch_seconds': float(seconds[0])})
   loop = 0.0
-  for lr, k in members:
-    init_rng, train_rng = train.model_rngs(config.seed, k)
-    tx_one = optim.from_config(config, steps_per_epoch=steps, pretrained=pretrained, learning_rate=lr)
-    _, one = train.fit(model, tx_one, model_lib.init_params(model, init_rng, loaded, pretrained), images, labels,
-                       pairs[k][0], pairs[k][1], rng=train_rng, steps=steps, log=None, **common)
-    loop += one[-1]['seconds'] - one[0]['seconds']
-  for run in runs:
-    run['over_loop'] = run['seconds'] / loop
-  return {'group': chosen.name, 'models': len(members), 'epochs_timed': epochs - 1, 'loop_seconds': loop,
+  for fit in fits:
+    one = engine_lib.Engine(images, labels, resolve.ONE_DEVICE).train([fit])[fit.name]['seconds']
+    loop += float(one[-1] - one[0])
+  for r in runs:
+    r['over_loop'] = r['seconds'] / loop
+  name = ' '.join(f'{k}={v}' for k, v in sorted(search.cells[cells[0]].items()) if k != 'optim.learning_rate')
+  return {'group': name or 'all', 'models': len(fits), 'epochs_timed': epochs - 1, 'loop_seconds': loop,
           'stacked': runs, 'stacked_over_loop': runs[-1]['over_loop']}
 
 
 def halving_vs_exhaustive(config, *, dataset: Optional[data.Dataset] = None) -> dict:
-  """The exhaustive search and successive halving over `config.grid` on the same folds (no refit)."""
-  param_grid = {k: list(v) for k, v in config.grid.to_dict().items()}
-  dataset = dataset or data.load_dataset(config)
+  """The exhaustive search and successive halving over the config's `search.grid` on the same folds (no refit)."""
+  run = resolve.resolve(config, 'search')
+  param_grid, s = run.search.param_grid, run.search
+  dataset = dataset or data.load_dataset(run.data, validation=False)
   out = {}
-  for name, search in (('exhaustive', grid.GridSearchCV(config, param_grid, cv=config.cv, refit=None, log=None)),
+  for name, search in (('exhaustive', grid.GridSearchCV(config, param_grid, cv=s.cv, refit=None, log=None)),
                        ('halving', halving.HalvingGridSearchCV(
-                           config, param_grid, factor=config.halving_factor, min_epochs=config.halving_min_epochs,
-                           cv=config.cv, refit=None, log=None))):
+                           config, param_grid, factor=s.halving_factor, min_epochs=s.halving_min_epochs,
+                           cv=s.cv, refit=None, log=None))):
     start = time.perf_counter()
     search.fit(dataset)
     out[name] = {'seconds': time.perf_counter() - start, 'best_params': search.best_params_,
@@ -341,7 +346,7 @@ def halving_vs_exhaustive(config, *, dataset: Optional[data.Dataset] = None) -> 
   halved = out['halving'].pop('search')
   exhaustive = out['exhaustive'].pop('search')
   last = [p for p, i in zip(halved.cv_results_['params'], halved.cv_results_['iter']) if i == halved.n_iterations_ - 1]
-  return {**out, 'num_epochs': config.num_epochs, 'rounds': list(zip(halved.n_candidates_, halved.n_resources_)),
+  return {**out, 'num_epochs': run.optim.num_epochs, 'rounds': list(zip(halved.n_candidates_, halved.n_resources_)),
           'epochs_trained': halved.epochs_trained_, 'exhaustive_epochs': halved.exhaustive_epochs_,
           'halving_epoch_fraction': halved.epoch_fraction_,
           'same_winner': halved.best_params_ == exhaustive.best_params_,
@@ -360,8 +365,7 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, r
   """Runs the chosen `parts` in one process and returns `benchmark.json`'s content (keys `step_mfu`,
   `torch_speedup`, `stacked_over_loop`, `halving_epoch_fraction`; None for a part not run; `check`: the device
   against the CPU)."""
-  from cmtl_jax import experiment  # pylint: disable=g-import-not-at-top
-  result = {'machine': experiment.machine(), 'backend': jax.default_backend(), 'parts': list(parts),
+  result = {'machine': machine(), 'backend': jax.default_backend(), 'parts': list(parts),
             'step_mfu': None, 'torch_speedup': None, 'stacked_over_loop': None, 'halving_epoch_fraction': None}
   if 'check' in parts:
     result['check'] = check_against_cpu(config)
@@ -376,13 +380,13 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, r
     step = timed['step']
     if log:
       for i, r in enumerate(timed['rounds']):
-        peak = r['matmul_peak_flops'].get(config.dtype, r['matmul_peak_flops']['float32'])
+        peak = r['matmul_peak_flops'].get(config.model.dtype, r['matmul_peak_flops']['float32'])
         line = (f'round {i + 1}: peak {peak / 1e9:.1f} GFLOP/s, step {1e3 * r["seconds_per_step"]:.2f} ms, '
                 f'MFU {r["step_mfu"]:.3f}')
         if 'torch_speedup' in r:
           line += f', PyTorch {1e3 * r["torch_seconds_per_step"]:.2f} ms: torch / ours {r["torch_speedup"]:.2f}'
         log(line)
-      log(f'train step ({config.dtype}, batch {config.batch_size}), median of {rounds} rounds: '
+      log(f'train step ({config.model.dtype}, batch {config.optim.batch_size}), median of {rounds} rounds: '
           f'{1e3 * step["seconds_per_step"]:.2f} ms, {step["model_flops_per_second"] / 1e9:.1f} model GFLOP/s: '
           f'MFU {result["step_mfu"]:.3f} (XLA counts {step["xla_flops_per_step"] / step["model_flops_per_step"]:.2f}x '
           f'the model FLOPs)')

@@ -51,11 +51,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=c
 'jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__, 'safetensors', safetensors.__version__, \
 jax.devices())"
 
-minilm=(--config.dataset=synthetic --config.bert_path="$dir/minilm" --config.bert_pretrained=False)
-grid=(--grid_config.dataset=synthetic --grid_config.bert_path="$dir/minilm" --grid_config.bert_pretrained=False)
+minilm=(--config.data.dataset=synthetic --config.model.bert_path="$dir/minilm" --config.model.bert_pretrained=False)
+grid=(--grid_config.data.dataset=synthetic --grid_config.model.bert_path="$dir/minilm" --grid_config.model.bert_pretrained=False)
 steps="${DEVICE_CHECK_STEPS:-20}"
 # Extra flags for every benchmark command, e.g. a CPU dry run of this script:
-#   DEVICE_CHECK_NO_INSTALL=1 DEVICE_CHECK_STEPS=2 DEVICE_CHECK_ARGS="--config.batch_size=2 --grid_config.cv=2 \
+#   DEVICE_CHECK_NO_INSTALL=1 DEVICE_CHECK_STEPS=2 DEVICE_CHECK_ARGS="--config.optim.batch_size=2 --grid_config.search.cv=2 \
 #   --stacked_epochs=2" bash experiments/device_check.sh
 read -r -a extra <<< "${DEVICE_CHECK_ARGS:-}"
 failed=()
@@ -69,14 +69,14 @@ stage() {  # stage NAME ARGS...: one benchmark run into $out/NAME; a failure is 
 #    vectorised) vs one by one.
 stage default --parts=check,mfu,stacked --vmap_widths=0 --stacked_epochs=4 --steps="$steps" "${minilm[@]}" "${grid[@]}"
 # 2. The paper-size hybrid (BEiT-base + BERT-base, 224 px, bf16): its step MFU over the bf16 matmul peak.
-stage base_224 --config=experiments/configs/base_224.py --parts=mfu --steps="$steps" --config.bert_path="$dir/bert_base"
+stage base_224 --config=experiments/configs/base_224.py --parts=mfu --steps="$steps" --config.model.bert_path="$dir/bert_base"
 # 3. Where the paper-size step's time goes (jax.profiler trace of one epoch, summed by kind of HLO instruction); a
 #    stage of its own, so that a profiler failure cannot lose stage 2's figures (its program comes from the cache).
 stage base_224_profile --config=experiments/configs/base_224.py --parts=profile --steps=5 \
-  --config.bert_path="$dir/bert_base"
+  --config.model.bert_path="$dir/bert_base"
 # 4. The embedded default in bf16, and the paper-size hybrid at batch 256.
-stage default_bf16 --parts=mfu --steps="$steps" "${minilm[@]}" --config.dtype=bfloat16
+stage default_bf16 --parts=mfu --steps="$steps" "${minilm[@]}" --config.model.dtype=bfloat16
 stage base_224_b256 --config=experiments/configs/base_224.py --parts=mfu --steps="$steps" \
-  --config.bert_path="$dir/bert_base" --config.batch_size=256
+  --config.model.bert_path="$dir/bert_base" --config.optim.batch_size=256
 echo "=== done: $(date +%T); failed: ${failed[*]:-none}"
 [[ ${#failed[@]} -eq 0 ]]

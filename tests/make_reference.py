@@ -1,9 +1,9 @@
-"""Writes tests/data/reference/: tiny random Hugging Face BERT and BEiT checkpoints (transformers 5's PyTorch
+"""Writes tests/golden/reference/: tiny random Hugging Face BERT and BEiT checkpoints (transformers 5's PyTorch
 classes, `save_pretrained`), inputs, and the outputs transformers computes for them, so that tests/test_models.py
 can compare our models with transformers' where torch is not installed. Where it is, the tests also run transformers
 live (`build_case`, `reference_outputs`) and check these files against it.
 
-  python -m tests.make_reference      # needs torch and transformers >= 5; rewrites tests/data/reference/
+  python -m tests.make_reference      # needs torch and transformers >= 5; rewrites tests/golden/reference/
 """
 
 import json
@@ -13,7 +13,7 @@ import shutil
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REFERENCE = os.path.join(HERE, 'data', 'reference')
+REFERENCE = os.path.join(HERE, 'golden', 'reference')
 PIXEL_SEED, NOISE = 7, 0.05
 
 # Each case: a config (dict) for transformers' BertConfig / BeitConfig, and for BEiT the image size the inputs have.

@@ -331,12 +331,12 @@ def test_cli_checkpoint_faults_are_one_line_and_exit_2(tmp_path, data_dir, fault
 
 
 def test_a_classifier_saved_with_transformers_flax_modules_still_loads():
-  """tests/data/classifier_af7b197: a tiny hybrid (BEiT with per-layer and shared relative position bias, a
+  """tests/golden/classifier_af7b197: a tiny hybrid (BEiT with per-layer and shared relative position bias, a
   24-wide BERT layer) saved by cmtl_jax at af7b197, built from transformers 4.57's Flax modules, with its
   transformers config dicts, and the logits it computed then. Our modules give the same logits, bit for bit."""
   from cmtl_jax import classifier  # pylint: disable=g-import-not-at-top
   from cmtl_jax import data  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(REPO, 'tests', 'data', 'classifier_af7b197')
+  directory = os.path.join(REPO, 'tests', 'golden', 'classifier_af7b197')
   saved = classifier.Classifier.load(directory)
   assert saved.model.beit_config.use_shared_relative_position_bias and saved.model.bert_config.hidden_size == 24
   images = np.load(os.path.join(directory, 'images.npy'))

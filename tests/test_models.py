@@ -1,5 +1,5 @@
 """Our BERT layers and BEiT compute what transformers 5's PyTorch models compute with the same checkpoint: against
-the outputs stored in tests/data/reference/ (tests/make_reference.py), and live where torch is installed; with the
+the outputs stored in tests/golden/reference/ (tests/make_reference.py), and live where torch is installed; with the
 CPU forms of the maths on and off, and with GPU/TPU's attention (`jax.nn.dot_product_attention`)."""
 
 import os

@@ -40,7 +40,11 @@ def make_train_epoch(task, tx, *, batch_size: int, steps: int, label_smoothing: 
 
   batches = lambda rng, shared, train_idx: core.epoch_order(rng, train_idx, steps, batch_size)
   epoch = core.make_epoch(loss_fn, tx, steps=steps, batches=batches, impl=impl)
-  return lambda state, raw_rng, e, images, labels, train_idx: epoch(state, raw_rng, e, (images, labels), train_idx)
+
+  def train_epoch(state, raw_rng, e, images, labels, train_idx):
+    return epoch(state, raw_rng, e, (images, labels), train_idx)
+
+  return train_epoch
 
 
 def make_predict(task, *, batch_size: int) -> Callable:

@@ -144,10 +144,11 @@ def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid
   return search
 
 
-def ablation(config, workdir: str, log=print, commands=()) -> dict:
+def ablation(config, workdir: str, log=print, commands=(), build_task=ClassifierTask) -> dict:
   """The nested-CV ablation a config describes (`ablation.run`): writes ablation.json (every score, choice, inner
   split and cost), report.md, ablation_bars.png, training_curves.png and, with `ablation.curve_sizes`,
-  learning_curve.png into `workdir`. Finished work is saved under `workdir/searches` and resumed.
+  learning_curve.png into `workdir`. Finished work is saved under `workdir/searches` and resumed. `build_task`
+  makes each arm's task from its model spec (tests pass a fake one).
 
   Raises:
     ConfigError for bad input, including a training-set size too small for the folds, before anything trains.
@@ -155,7 +156,7 @@ def ablation(config, workdir: str, log=print, commands=()) -> dict:
   run = resolve.resolve(config, 'ablation')
   start = time.perf_counter()
   os.makedirs(workdir, exist_ok=True)
-  result = ablation_lib.run(config, os.path.join(workdir, 'searches'), log)
+  result = ablation_lib.run(config, os.path.join(workdir, 'searches'), log, build_task)
   seconds = time.perf_counter() - start
   point = result['points'][result['table_size']]
   plots.ablation_bars(os.path.join(workdir, 'ablation_bars.png'), point['table'])

@@ -18,7 +18,7 @@ from cmtl_jax.ablation import arms as arms_lib
 from cmtl_jax.ablation import compare as compare_lib
 from cmtl_jax.ablation import nested
 from cmtl_jax.ablation.arms import ARMS, BASELINE, FRESH_BEIT_TWINS
-from cmtl_jax.ablation.compare import compare, conclusions
+from cmtl_jax.ablation.compare import conclusions
 
 
 def run(config, workdir: str = '', log: Optional[Callable] = print,
@@ -53,4 +53,4 @@ def run(config, workdir: str = '', log: Optional[Callable] = print,
           'curve_sizes': [str(s) for s in r.ablation.curve_sizes], 'run': r.to_dict()}
 
 
-__all__ = ['ARMS', 'BASELINE', 'FRESH_BEIT_TWINS', 'compare', 'conclusions', 'run']
+__all__ = ['ARMS', 'BASELINE', 'FRESH_BEIT_TWINS', 'conclusions', 'run']

@@ -71,3 +71,11 @@ def train_loss_and_grads(model, params, pixels):
                          rngs={'dropout': jax.random.key(2), 'droppath': jax.random.key(3)})
     return jnp.mean(jax.nn.log_softmax(logits)[:, 0])
   return jax.jit(jax.value_and_grad(loss))(params)
+
+
+def build(config, num_classes: int = 10, rng=None):
+  """`models.build.build_model` of a config's resolved model: `(model, params, pretrained, sources)`."""
+  from cmtl_jax import resolve  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.models import build as model_lib  # pylint: disable=g-import-not-at-top
+  return model_lib.build_model(resolve.resolve(config).model, num_classes,
+                               jax.random.key(0) if rng is None else rng)

@@ -476,9 +476,10 @@ def beit_config(path: str) -> BeitConfig:
   return read_config(directory, BeitConfig, 'BEiT')
 
 
-def load_bert(path: str, config: BertConfig, pretrained: bool = True) -> Checkpoint:
-  """The BERT at `path` ('' = the packaged MiniLM) as `config` (`bert_config`'s, its first layers) describes it:
-  its weights, or with `pretrained` False only the architecture (nothing is read)."""
+def load_bert(path: str = '', config: Optional[BertConfig] = None, pretrained: bool = True) -> Checkpoint:
+  """The BERT at `path` ('' = the packaged MiniLM) as `config` (`bert_config`'s, its first layers; None: all of
+  them) describes it: its weights, or with `pretrained` False only the architecture (no weights are read)."""
+  config = config or bert_config(path)
   name = path or packaged_bert_path()
   if not pretrained:
     return Checkpoint(config, None, f'fresh (architecture of {_source(path, name)})')
@@ -489,16 +490,17 @@ def load_bert(path: str, config: BertConfig, pretrained: bool = True) -> Checkpo
   return Checkpoint(config, params, source if path else f'packaged:{PACKAGED_BERT}', report)
 
 
-def load_beit(path: str, config: BeitConfig, pretrained: bool = True) -> Checkpoint:
+def load_beit(path: str, config: Optional[BeitConfig] = None, pretrained: bool = True) -> Checkpoint:
   """The BEiT `config` describes: fresh when `path` is ''; else the checkpoint at `path` (its config.json's
-  architecture, as `resolve.beit_config` checked it), its position parameters resized to `config.image_size`,
-  or with `pretrained` False only the architecture (no weights are read).
+  architecture, as `resolve.beit_config` checked it; None: the checkpoint's own config), its position parameters
+  resized to `config.image_size`, or with `pretrained` False only the architecture (no weights are read).
 
   Raises:
     ConfigError: anything `load_params` finds (unreadable, truncated or mismatched weights).
   """
   if not path:
     return Checkpoint(config, None, 'fresh')
+  config = config or beit_config(path)
   if not pretrained:
     return Checkpoint(config, None, f'fresh (architecture of {_source(path, path)})')
   directory, source = resolve(path, 'BEiT')

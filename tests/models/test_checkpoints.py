@@ -4,7 +4,6 @@ and resizes are applied and reported; hub ids go through `snapshot_download`; th
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import jax
@@ -16,15 +15,16 @@ from safetensors import flax as safetensors_flax
 from safetensors import numpy as safetensors_numpy
 
 from cmtl_jax import config as config_lib
+from cmtl_jax import resolve
 from cmtl_jax.models import build as model_lib
 from cmtl_jax.errors import ConfigError, MissingPathError
 from cmtl_jax.models import checkpoints
 from cmtl_jax.models import resize
 from cmtl_jax.models.configs import BeitConfig, BertConfig
 from tests import make_reference
-from tests.conftest import max_abs_diff
+from tests.helpers import max_abs_diff
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BERT_DIR = os.path.join(make_reference.REFERENCE, 'bert_tiny')
 BEIT_DIR = os.path.join(make_reference.REFERENCE, 'beit_absolute_1ch')  # 8 px, patch 4, 1 channel.
 
@@ -184,12 +184,13 @@ def test_a_bert_directory_given_as_beit_path_is_refused():
 
 
 def test_too_many_bert_layers_is_refused():
-  with pytest.raises(ConfigError, match='has only 6 layers'):
-    checkpoints.load_bert('', num_layers=7)
+  with pytest.raises(ConfigError, match='model.bert_layers=7 but the BERT at .* has only 6 layers'):
+    checkpoints.bert_config('', 7)
 
 
 def test_hub_ids_download_only_config_and_one_weights_format(tmp_path, monkeypatch):
-  """`snapshot_download` mocked: safetensors asked for first; a repo with only Flax weights is asked again."""
+  """`snapshot_download` mocked: config.json alone first (resolving the run reads no weights), then safetensors; a
+  repo with only Flax weights is asked again."""
   flax_only = _copy(BERT_DIR, tmp_path)
   os.remove(os.path.join(flax_only, 'model.safetensors'))
   with open(os.path.join(flax_only, checkpoints.FLAX_MSGPACK), 'wb') as f:
@@ -213,11 +214,12 @@ def test_hub_ids_download_only_config_and_one_weights_format(tmp_path, monkeypat
   monkeypatch.setattr(huggingface_hub, 'snapshot_download', fake_download)
   bert = checkpoints.load_bert('someone/tiny-bert')
   assert bert.source == 'hub:someone/tiny-bert' and bert.pretrained
-  assert calls == [('someone/tiny-bert', ['config.json', 'model.safetensors', 'model.safetensors.index.json',
+  assert calls == [('someone/tiny-bert', ['config.json']),
+                   ('someone/tiny-bert', ['config.json', 'model.safetensors', 'model.safetensors.index.json',
                                           'model-*-of-*.safetensors'])]
   calls.clear()
   assert max_abs_diff(checkpoints.load_bert('someone/flax-only').params, bert.params) == 0.0
-  assert [patterns for _, patterns in calls] == [calls[0][1], ['config.json', 'flax_model.msgpack']]
+  assert [patterns for _, patterns in calls][1:] == [calls[1][1], ['config.json', 'flax_model.msgpack']]
   calls.clear()
   architecture = checkpoints.load_bert('someone/tiny-bert', pretrained=False)
   assert calls == [('someone/tiny-bert', ['config.json'])] and architecture.params is None
@@ -225,22 +227,22 @@ def test_hub_ids_download_only_config_and_one_weights_format(tmp_path, monkeypat
     checkpoints.load_bert('someone/missing')
 
 
-def _beit_config(**beit):
+def _beit_run(**beit):
   c = config_lib.base_config()
-  c.beit_path = BEIT_DIR
-  c.beit.update(beit)
-  return c
+  c.model.beit_path = BEIT_DIR
+  c.model.beit.update(beit)
+  return resolve.resolve(c)
 
 
 def test_beit_keys_a_checkpoint_fixes_are_refused_and_image_size_is_applied():
-  with pytest.raises(ConfigError, match=r"beit.hidden_size=64 but the checkpoint at '.*' has hidden_size=32, "
+  with pytest.raises(ConfigError, match=r"model.beit.hidden_size=64 but the checkpoint at '.*' has hidden_size=32, "
                                         r'which its weights fix'):
-    model_lib.build_model(_beit_config(hidden_size=64), 10, jax.random.key(0))
-  with pytest.raises(ConfigError, match='beit.use_relative_position_bias=True but the checkpoint'):
-    model_lib.build_model(_beit_config(use_relative_position_bias=True), 10, jax.random.key(0))
-  # Keys left at their defaults take the checkpoint's values; image_size resizes; drop path is a training setting.
-  model, params, _, sources = model_lib.build_model(_beit_config(image_size=32, drop_path_rate=0.3), 10,
-                                                    jax.random.key(0))
+    _beit_run(hidden_size=64)
+  with pytest.raises(ConfigError, match='model.beit.use_relative_position_bias=True but the checkpoint'):
+    _beit_run(use_relative_position_bias=True)
+  # Unset fields take the checkpoint's values; image_size resizes; drop path is a training setting.
+  run = _beit_run(image_size=32, drop_path_rate=0.3)
+  model, params, _, sources = model_lib.build_model(run.model, 10, jax.random.key(0))
   assert (model.beit_config.image_size, model.beit_config.hidden_size) == (32, 32)
   assert model.beit_config.drop_path_rate == 0.3
   assert params['beit_embeddings']['position_embeddings'].shape == (1, 1 + 8 * 8, 32)
@@ -248,14 +250,14 @@ def test_beit_keys_a_checkpoint_fixes_are_refused_and_image_size_is_applied():
              for note in sources['beit']['notes'])
   assert model.apply({'params': params}, jnp.zeros((2, 32, 32, 1))).shape == (2, 10)
   with pytest.raises(ConfigError, match="image_size 30 is not a multiple of the checkpoint's patch_size 4"):
-    model_lib.build_model(_beit_config(image_size=30), 10, jax.random.key(0))
+    _beit_run(image_size=30)
 
 
 def test_a_224_px_checkpoint_runs_at_112_px_in_the_hybrid():
   c = config_lib.base_config()
-  c.beit_path = os.path.join(make_reference.REFERENCE, 'beit_224_at_112')
-  c.beit.image_size, c.bert_layers = 112, 1
-  model, params, pretrained, _ = model_lib.build_model(c, 10, jax.random.key(0))
+  c.model.beit_path = os.path.join(make_reference.REFERENCE, 'beit_224_at_112')
+  c.model.beit.image_size, c.model.bert_layers = 112, 1
+  model, params, pretrained, _ = model_lib.build_model(resolve.resolve(c).model, 10, jax.random.key(0))
   assert model.beit_config.image_size == 112 and model.beit_config.num_channels == 3
   assert all(jax.tree.leaves(pretrained['beit_encoder']))
   assert params['beit_encoder']['relative_position_bias']['relative_position_bias_table'].shape == (13 * 13 + 3, 2)
@@ -300,40 +302,11 @@ def test_resize_equals_torch_interpolate():
     np.testing.assert_allclose(resize.resize_grid(grid, size, mode), want[0].permute(1, 2, 0).numpy(), atol=1e-5)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize('fault', ['hidden_size_edited', 'truncated', 'beit_image_size', 'bert_as_beit'])
-def test_cli_checkpoint_faults_are_one_line_and_exit_2(tmp_path, data_dir, fault):
-  directory = _copy(BERT_DIR, tmp_path)
-  args = [f'--config.bert_path={directory}', '--config.bert_layers=1']
-  if fault == 'hidden_size_edited':
-    with open(os.path.join(directory, 'config.json')) as f:
-      config = json.load(f)
-    with open(os.path.join(directory, 'config.json'), 'w') as f:
-      json.dump({**config, 'hidden_size': 48}, f)
-    message = f'the bert weights in {directory}/model.safetensors do not fit its config.json'
-  elif fault == 'truncated':
-    path = os.path.join(directory, 'model.safetensors')
-    os.truncate(path, os.path.getsize(path) - 1000)
-    message = f"cannot read {path}: it is truncated: tensor '"
-  elif fault == 'beit_image_size':  # The checkpoint is 8 px, 1 channel: image_size resizes, hidden_size is fixed.
-    args = [f'--config.beit_path={BEIT_DIR}', '--config.beit.hidden_size=48']
-    message = 'beit.hidden_size=48 but the checkpoint at'
-  else:
-    args = [f'--config.beit_path={directory}']
-    message = "holds a 'bert' model, not 'beit'"
-  run = subprocess.run([sys.executable, '-m', 'experiments.train', f'--workdir={tmp_path}/run',
-                        '--config=experiments/configs/digits.py', f'--config.data_dir={data_dir}', *args],
-                       cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert run.returncode == 2, run.stderr[-2000:]
-  assert 'Traceback' not in run.stderr
-  errors = [line for line in run.stderr.splitlines() if line.startswith('error: ')]
-  assert len(errors) == 1 and message in errors[0], run.stderr[-2000:]
-
-
 def test_a_classifier_saved_with_transformers_flax_modules_still_loads():
   """tests/golden/classifier_af7b197: a tiny hybrid (BEiT with per-layer and shared relative position bias, a
   24-wide BERT layer) saved by cmtl_jax at af7b197, built from transformers 4.57's Flax modules, with its
-  transformers config dicts, and the logits it computed then. Our modules give the same logits, bit for bit."""
+  transformers config dicts, and the logits it computed then. Our modules give the same logits to float32 rounding
+  (bit for bit on the CPU kind that wrote them; another kind rounds by ~2e-7), and the same predictions."""
   from cmtl_jax import classifier  # pylint: disable=g-import-not-at-top
   from cmtl_jax import data  # pylint: disable=g-import-not-at-top
   directory = os.path.join(REPO, 'tests', 'golden', 'classifier_af7b197')
@@ -341,5 +314,5 @@ def test_a_classifier_saved_with_transformers_flax_modules_still_loads():
   assert saved.model.beit_config.use_shared_relative_position_bias and saved.model.bert_config.hidden_size == 24
   images = np.load(os.path.join(directory, 'images.npy'))
   logits = saved.model.apply({'params': saved.params}, data.preprocess(jnp.asarray(images), 8, 1))
-  np.testing.assert_array_equal(np.asarray(logits), np.load(os.path.join(directory, 'logits.npy')))
+  np.testing.assert_allclose(np.asarray(logits), np.load(os.path.join(directory, 'logits.npy')), atol=1e-5)
   np.testing.assert_array_equal(saved.predict(images), np.argmax(np.load(os.path.join(directory, 'logits.npy')), -1))

@@ -10,9 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmtl_jax.models import build as model_lib
 from cmtl_jax.models import layers
-from tests.conftest import max_abs_diff, train_loss_and_grads
+from tests.helpers import build, max_abs_diff, train_loss_and_grads
 
 _JAX_GELU = functools.partial(jax.nn.gelu, approximate=False)
 
@@ -27,8 +26,8 @@ def _max_rel(a, b):
 def _hybrid(tiny_config):
   """The tiny BEiT with MiniLM's first layer: the embedded default's BERT shapes, at which the CPU forms are bit
   for bit the plain ones (other shapes may fuse differently and round in the last float32 bit)."""
-  tiny_config.bert_path = ''
-  model, params, _, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
+  tiny_config.model.bert_path = ''
+  model, params, _, _ = build(tiny_config)
   assert model.bert_config.attention_probs_dropout_prob > 0  # The dropout bits are part of what is compared.
   params = jax.tree.map(lambda x: x + 0.02 * jax.random.normal(jax.random.key(5), x.shape), params)  # Head != 0.
   return model, params, jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
@@ -111,8 +110,8 @@ def test_every_gelu_layer_computes_erf_and_none_erfc(hybrid):
 
 
 def test_other_activations_are_left_alone(tiny_config):
-  tiny_config.beit.hidden_act = 'relu'
-  model, params, _, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
+  tiny_config.model.beit.hidden_act = 'relu'
+  model, params, _, _ = build(tiny_config)
   pixels = jax.random.normal(jax.random.key(1), (8, 8, 8, 1))
   text = str(jax.make_jaxpr(lambda p: model.apply({'params': p}, pixels))(params))
   assert text.count(' erf ') == model.bert_config.num_hidden_layers  # BERT's 'gelu' only, not BEiT's relu.

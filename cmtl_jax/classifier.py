@@ -84,8 +84,11 @@ class Classifier:
     """The one compiled program: uint8 `[batch, H, W, C]` -> float32 probabilities `[batch, classes]`."""
     if self._proba is None:
       task = self.task
-      self._proba = jax.jit(lambda params, images: jax.nn.softmax(task.apply(params, images).astype(jnp.float32),
-                                                                   axis=-1))
+
+      def proba(params, images):
+        return jax.nn.softmax(task.apply(params, images).astype(jnp.float32), axis=-1)
+
+      self._proba = jax.jit(proba)
     return self._proba
 
   def predict_proba(self, images, batch_size: int = 256) -> np.ndarray:

@@ -1,29 +1,20 @@
 """Image folders: decoding (formats, modes, EXIF, sizes) checked pixel-wise against Pillow, both layouts, bad files,
-the fingerprint, the memory check; the one rule for image arrays; prediction on folders."""
+the fingerprint, the memory check; the one rule for image arrays."""
 
-import csv
 import io
-import json
 import os
 import re
-import subprocess
-import sys
 
-import jax
 import numpy as np
 from PIL import Image
 import pytest
 
-import cmtl_jax
-from cmtl_jax import classifier as classifier_lib
 from cmtl_jax import data
+from cmtl_jax import devices
 from cmtl_jax.data import builders
 from cmtl_jax.data import folder
 from cmtl_jax.data import loading
 from cmtl_jax.errors import ConfigError
-from cmtl_jax.models import build as model_lib
-
-from conftest import count_compilations
 
 RNG = np.random.default_rng(0)
 
@@ -181,21 +172,6 @@ def test_folder_mistakes_are_one_line(tmp_path, make, message):
     _load(root, tmp_path)
 
 
-def test_a_folder_dataset_needs_its_path(tiny_config):
-  tiny_config.dataset, tiny_config.data_dir = 'folder', ''
-  with pytest.raises(ConfigError, match='dataset folder needs --config.data_dir=PATH'):
-    cmtl_jax.train_and_evaluate(tiny_config, '', log=None)
-
-
-def test_a_class_smaller_than_cv_is_named(tiny_config, tmp_path):
-  _class_folder(tmp_path / 'images', [6, 3])
-  tiny_config.dataset, tiny_config.data_dir, tiny_config.cv = 'folder', str(tmp_path / 'images'), 4
-  tiny_config.prepared_dir, tiny_config.val_fraction = str(tmp_path / 'prepared'), 0.3
-  with pytest.raises(ConfigError, match=r"class 'class_1' has 3 image\(s\) .*fewer than cv=4 folds need \(4\)"):
-    data.load_dataset(tiny_config, validation=False)
-  assert data.load_dataset(tiny_config).num_classes == 2  # Single-model training does not need cv folds.
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Bad files.
 
@@ -222,18 +198,6 @@ def test_bad_file_errors_with_its_name_or_is_skipped_and_counted(tmp_path, name,
   assert len(ds.images) == 12 and len(ds.skipped) == 1
   assert ds.skipped[0][0] == os.path.join('class_1', name) and ds.skipped[0][1].startswith(reason)
   assert _load(root, tmp_path, on_bad_image='skip').skipped == ds.skipped  # Read back from the prepared metadata.
-
-
-def test_skipped_files_reach_metrics_json(tiny_config, tmp_path):
-  root = _class_folder(tmp_path / 'images', [10, 10])
-  (tmp_path / 'images' / 'class_0' / 'broken.png').write_bytes(b'')
-  tiny_config.update(dict(dataset='folder', data_dir=root, prepared_dir=str(tmp_path / 'prepared'),
-                          on_bad_image='skip', variant='beit', batch_size=8))
-  results = cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path / 'run'), log=None)
-  with open(tmp_path / 'run' / 'metrics.json') as f:
-    saved = json.load(f)
-  assert saved['dataset']['skipped'] == [[os.path.join('class_0', 'broken.png'), 'empty file (0 bytes)']]
-  assert results['dataset']['train'] + results['dataset']['val'] + results['dataset']['test'] == 20
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -274,10 +238,10 @@ def test_a_changed_folder_is_prepared_again_an_unchanged_one_is_not(tmp_path, mo
 def test_memory_check_stops_an_oversized_dataset_before_anything_is_prepared(tmp_path, monkeypatch, data_dir):
   calls = _count_preparations(monkeypatch)
   root = _class_folder(tmp_path / 'images', [10, 10])
-  monkeypatch.setattr(loading, 'device_memory_bytes', lambda device=None: 1000)
+  monkeypatch.setattr(devices, 'device_memory_bytes', lambda device=None: 1000)
   # 20 images x 8 x 8 x 1 = 1,280 bytes > 0.5 x 1,000.
   with pytest.raises(ConfigError, match=r'the staged dataset needs 1.2 KiB \(20 images x 8 x 8 x 1 bytes\), more '
-                     r'than data_memory_fraction=0.5 .*lower --config.image_size .* or --config.train_per_class'):
+                     r'than data.memory_fraction=0.5 .*lower --config.data.image_size .* or --config.data.train_per_class'):
     _load(root, tmp_path)
   assert calls == [] and not os.path.exists(tmp_path / 'prepared')
   ds = _load(root, tmp_path, image_size=4)  # 20 x 4 x 4 = 320 bytes fits.
@@ -349,109 +313,3 @@ def test_training_data_of_floats_is_scaled_not_zeroed(tmp_path):
 
   read, _ = loading._read_split(FloatBuilder(), 'train', 'image', 'label')
   np.testing.assert_array_equal(read, ds.images)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Prediction.
-
-@pytest.fixture
-def untrained(tiny_config, tmp_path):
-  """A saved 3-class BEiT classifier at 8 px (random weights): prediction without training."""
-  tiny_config.variant = 'beit'
-  model, params, _, sources = model_lib.build_model(tiny_config, 3, jax.random.key(1))
-  # The head starts at zero (every input uniform): random weights everywhere make predictions depend on pixels.
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(2), len(leaves))
-  params = jax.tree.unflatten(tree, [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
-  metadata = {'beit_config': model.beit_config.to_dict(), 'bert_config': None, 'class_names': ['x', 'y', 'z'],
-              'pooling': model.pooling, 'bridge_norm': model.bridge_norm, 'dtype': 'float32', 'pretrained': sources,
-              'image_shape': [8, 8, 1], 'config': tiny_config.to_dict()}
-  classifier_lib.save(str(tmp_path / 'run'), params, metadata)
-  return cmtl_jax.Classifier.load(str(tmp_path / 'run'))
-
-
-def test_predict_takes_one_grey_image_and_floats_by_the_same_rule(untrained):
-  images = RNG.integers(0, 256, (4, 8, 8), dtype=np.uint8)
-  want = untrained.predict_proba(images)
-  assert want.shape == (4, 3) and np.allclose(want.sum(-1), 1, atol=1e-5)
-  assert np.ptp(want[:, 0]) > 0.01  # The probabilities depend on the pixels.
-  np.testing.assert_allclose(untrained.predict_proba(images[0]), want[:1], atol=1e-6)  # [H, W].
-  np.testing.assert_allclose(untrained.predict_proba(images / 255.0), want, atol=1e-6)  # Floats in [0, 1].
-  assert untrained.predict(images / 255.0).tolist() == np.argmax(want, -1).tolist()
-  with pytest.raises(ConfigError, match=r'float images must lie in \[0, 1\]'):
-    untrained.predict(images.astype(np.float32))
-  with pytest.raises(ConfigError, match=r'images have 3 channel\(s\) but the classifier takes 1'):
-    untrained.predict(np.zeros((2, 8, 8, 3), np.uint8))
-
-
-def test_predict_paths_reads_npy_of_one_grey_image_and_of_floats(untrained, tmp_path):
-  images = RNG.integers(0, 256, (3, 8, 8), dtype=np.uint8)
-  np.save(tmp_path / 'one.npy', images[0])
-  np.save(tmp_path / 'floats.npy', images / 255.0)
-  names, proba, _ = untrained.predict_paths([str(tmp_path / 'one.npy'), str(tmp_path / 'floats.npy')])
-  assert names == [f'{tmp_path / "one.npy"}[0]'] + [f'{tmp_path / "floats.npy"}[{i}]' for i in range(3)]
-  want = untrained.predict_proba(images)
-  np.testing.assert_allclose(proba, np.concatenate([want[:1], want]), atol=1e-6)
-
-
-def test_predict_on_files_names_a_bad_file_or_skips_it(untrained, tmp_path):
-  good = _save(tmp_path / 'in' / 'good.png', Image.fromarray(np.full((8, 8), 7, np.uint8), 'L'))
-  (tmp_path / 'in' / 'bad.jpg').write_text('no')
-  with pytest.raises(folder.BadImageError, match=re.escape(f'{tmp_path / "in" / "bad.jpg"}: not an image')):
-    untrained.predict_paths([str(tmp_path / 'in')])
-  names, proba, skipped = untrained.predict_paths([str(tmp_path / 'in')], on_bad_image='skip')
-  assert names == [good] and proba.shape == (1, 3)
-  assert skipped == [(str(tmp_path / 'in' / 'bad.jpg'), 'not an image Pillow can read (its extension says it is one)')]
-
-
-def test_predict_on_a_folder_of_200_images_compiles_once_and_its_csv_agrees(untrained, tmp_path, monkeypatch):
-  root = tmp_path / 'photos'
-  paths = []
-  for i in range(200):  # Nested folders, several sizes and formats, all decoded to the training size.
-    size = (8, 8) if i % 3 else (12 + i % 5, 10)
-    ext = ('png', 'jpg', 'bmp', 'webp')[i % 4]
-    paths.append(_save(root / f'part{i % 3}' / f'{i:03d}.{ext}',
-                       Image.fromarray(RNG.integers(0, 256, size, dtype=np.uint8), 'L')))
-  (root / 'part0' / '.DS_Store').write_bytes(b'junk')
-  names, stop = count_compilations(monkeypatch)
-  try:
-    files, proba, skipped = untrained.predict_paths([str(root)], batch_size=64)
-  finally:
-    stop()
-  assert names == ['jit(proba)']  # One program for 4 batches of 64 (the last padded), not one per file.
-  assert sorted(files) == sorted(paths) and not skipped
-  classifier_lib.write_predictions(str(tmp_path / 'predictions.csv'), files, proba, untrained.class_names)
-  with open(tmp_path / 'predictions.csv') as f:
-    rows = list(csv.DictReader(f))
-  decoded = np.stack([folder.decode(path, 8, 1) for path in paths])
-  want = dict(zip(paths, untrained.predict_proba(decoded)))
-  assert len(rows) == 200 and len({row['class_name'] for row in rows}) > 1
-  for row in rows:
-    p = want[row['file']]
-    assert int(row['class_index']) == np.argmax(p) and row['class_name'] == 'xyz'[np.argmax(p)]
-    np.testing.assert_allclose([float(row[f'p_{c}']) for c in 'xyz'], p, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.slow
-def test_cli_makes_a_folder_trains_on_it_and_predicts_it(tmp_path):
-  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  images, workdir = tmp_path / 'digits', tmp_path / 'run'
-
-  def run(*args):
-    out = subprocess.run([sys.executable, '-m', *args], cwd=repo, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout
-
-  run('experiments.make_image_folder', f'--out={images}', '--source=digits', '--per_class=20')
-  assert sorted(os.listdir(images)) == [str(i) for i in range(10)]
-  run('experiments.train', '--config=experiments/configs/folder.py', f'--config.data_dir={images}',
-      f'--config.prepared_dir={tmp_path / "prepared"}', f'--workdir={workdir}', '--config.num_epochs=1',
-      '--config.batch_size=16', '--config.bert_layers=1', '--config.beit.image_size=8',
-      '--config.beit.hidden_size=32', '--config.beit.num_attention_heads=2', '--config.beit.intermediate_size=64')
-  with open(workdir / 'metrics.json') as f:
-    assert json.load(f)['dataset']['test'] == 40  # 20 % of 10 x 20 images.
-  out = run('experiments.predict', f'--workdir={workdir}', f'--images={images}')
-  assert out.strip().splitlines()[-1].startswith('200 image(s): ')
-  with open(workdir / 'predictions.csv') as f:
-    rows = list(csv.DictReader(f))
-  assert len(rows) == 200 and set(rows[0]) == {'file', 'class_index', 'class_name'} | {f'p_{i}' for i in range(10)}

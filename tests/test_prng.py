@@ -9,10 +9,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmtl_jax.models import build as model_lib
+from cmtl_jax import resolve
+from cmtl_jax.task import ClassifierTask
+from cmtl_jax.train import classification
+from cmtl_jax.train import core
 from cmtl_jax import optim
 from cmtl_jax import prng
-from cmtl_jax import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,21 +66,24 @@ def test_a_train_epoch_is_the_one_with_default_keys(tiny_config, monkeypatch):
   loss, bit for bit, as the same epoch with jax's own threefry keys. With MiniLM's first layer: the two programs
   differ only in how the key bits are computed, and XLA may fuse the rest differently for other shapes (the
   stand-in BERT's differ in the last float32 bit)."""
-  tiny_config.bert_path = ''  # The packaged MiniLM.
-  model, params, pretrained, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
-  assert model.bert_config.hidden_dropout_prob > 0 and tiny_config.beit.drop_path_rate > 0  # Bits are drawn.
-  tx = optim.from_config(tiny_config, steps_per_epoch=3, pretrained=pretrained)
+  tiny_config.model.bert_path = ''  # The packaged MiniLM.
+  run = resolve.resolve(tiny_config)
+  task = ClassifierTask(run.model, 10)
+  params = task.init(jax.random.key(0))
+  assert task.model.bert_config.hidden_dropout_prob > 0 and run.model.beit.drop_path_rate > 0  # Bits are drawn.
+  tx = optim.from_spec(run.optim, steps_per_epoch=3, task=task)
   images = jax.random.randint(jax.random.key(1), (48, 8, 8, 1), 0, 17).astype(jnp.uint8)
   labels = jnp.arange(48, dtype=jnp.int32) % 10
   idx = jnp.arange(48, dtype=jnp.int32)
 
-  def run():
-    epoch = jax.jit(train.make_train_epoch(model, tx, batch_size=16, steps=3))
-    return epoch(train.init_state(params, tx), jax.random.key(2), images, labels, idx)
+  def epoch():
+    train_epoch = jax.jit(classification.make_train_epoch(task, tx, batch_size=16, steps=3))
+    return train_epoch(core.init_state(params, tx), jax.random.key_data(jax.random.key(2)), np.int32(1), images,
+                       labels, idx)
 
-  ours = run()
+  ours = epoch()
   monkeypatch.setattr(prng, 'unrolled', lambda key: key)
-  theirs = run()
+  theirs = epoch()
   jax.tree.map(np.testing.assert_array_equal, ours, theirs)
 
 

@@ -9,17 +9,19 @@ import sys
 import jax
 import pytest
 
-import conftest
+from tests import conftest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUMERICS = ('tests/test_models.py', 'tests/test_layers.py', 'tests/test_prng.py', 'tests/test_checkpoints.py')
+pytestmark = pytest.mark.slow  # A second pytest run: the system tier.
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NUMERICS = ('tests/models/test_models.py', 'tests/models/test_layers.py', 'tests/test_prng.py',
+            'tests/models/test_checkpoints.py')
 
 
 def test_this_process_compiles_at_the_tier_level():
   assert jax.config.read('jax_disable_most_optimizations') is not conftest.OPTIMIZED
 
 
-@pytest.mark.slow
 def test_numerics_hold_as_users_compile():
   run = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-n', '0', '-p', 'no:cacheprovider', *NUMERICS],
                        cwd=REPO, env={**os.environ, 'CMTL_TEST_OPTIMIZED': '1'}, capture_output=True, text=True,

@@ -8,6 +8,7 @@ import pytest
 
 from experiments import benchmarking as benchmark
 from cmtl_jax.models import build as model_lib
+from tests.helpers import build
 
 
 def _xla_forward_flops(model, params, batch_size):
@@ -19,10 +20,10 @@ def _xla_forward_flops(model, params, batch_size):
 
 @pytest.mark.parametrize('variant', ['hybrid', 'beit'])
 def test_model_flops_match_xla_count(tiny_config, variant):
-  tiny_config.variant = variant
+  tiny_config.model.variant = variant
   # Wide enough that the elementwise work XLA counts beside the matmuls is a few per cent, as in real models.
-  tiny_config.beit.update(dict(num_hidden_layers=2, hidden_size=128, intermediate_size=512, image_size=32))
-  model, params, _, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
+  tiny_config.model.beit.update(dict(num_hidden_layers=2, hidden_size=128, intermediate_size=512, image_size=32))
+  model, params, _, _ = build(tiny_config)
   ours, xla = model_lib.forward_flops(model, 16), _xla_forward_flops(model, params, 16)
   # XLA also counts the elementwise work (norms, softmax, GELU, biases), which the model count leaves out; a count
   # missing a layer or the MLP would fall far below it (BEiT alone: leaving out the attention matmuls gives 1.18).
@@ -30,8 +31,8 @@ def test_model_flops_match_xla_count(tiny_config, variant):
   assert model_lib.train_step_flops(model, 16) == 3 * ours
   # The count scales with the batch and with depth as XLA's does.
   assert model_lib.forward_flops(model, 32) == 2 * ours
-  tiny_config.beit.num_hidden_layers = 3
-  deeper, deeper_params, _, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
+  tiny_config.model.beit.num_hidden_layers = 3
+  deeper, deeper_params, _, _ = build(tiny_config)
   added = model_lib.forward_flops(deeper, 16) - ours
   assert added == pytest.approx(_xla_forward_flops(deeper, deeper_params, 16) - xla, rel=0.12)
 
@@ -59,8 +60,8 @@ def test_run_writes_the_issue_keys(tiny_config):
 
 def test_torch_twin_has_our_size_and_trains(tiny_config):
   pytest.importorskip('torch')
-  tiny_config.learning_rate = 1e-3
-  model, params, _, _ = model_lib.build_model(tiny_config, 10, jax.random.key(0))
+  tiny_config.optim.learning_rate = 1e-3
+  model, params, _, _ = build(tiny_config)
   timed = benchmark.torch_timer(tiny_config, steps=2)
   assert timed is not None
   timer, info = timed

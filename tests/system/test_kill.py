@@ -1,4 +1,5 @@
-"""A grid killed with SIGKILL at a random moment and rerun loses nothing and trains no finished group twice."""
+"""A grid killed with SIGKILL at a random moment and rerun loses nothing and trains no finished unit of work (a
+group of models) twice."""
 
 import os
 import signal
@@ -9,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from conftest import cv_scores, write_tiny_grid_config  # pylint: disable=g-bad-import-order
+from tests.helpers import cv_scores, write_tiny_grid_config
 
 pytestmark = pytest.mark.slow  # SIGKILLed CLI processes: the second tier.
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope='module')
@@ -21,7 +22,7 @@ def grid_command(tmp_path_factory):
   """A tiny grid (2 groups x 2 learning rates x 2 folds) as a CLI command; its data dir is prepared once."""
   root = tmp_path_factory.mktemp('kill')
   config = write_tiny_grid_config(root / 'tiny_grid.py', root / 'tfds',
-                                  {'learning_rate': (1e-3, 3e-3), 'optimizer': ('sgdm', 'adam')})
+                                  {'optim.learning_rate': (1e-3, 3e-3), 'optim.optimizer': ('sgdm', 'adam')})
   return lambda workdir: [sys.executable, '-m', 'experiments.grid_search', f'--config={config}',
                           f'--workdir={workdir}']
 
@@ -39,11 +40,12 @@ def _run(command, kill_after=None):
     process.wait()
 
 
-def _finished_groups(workdir):
-  groups = os.path.join(workdir, 'groups')
-  if not os.path.isdir(groups):
+def _finished_units(workdir):
+  progress = os.path.join(workdir, 'progress')
+  if not os.path.isdir(progress):
     return {}
-  return {name: os.stat(os.path.join(groups, name)).st_mtime_ns for name in os.listdir(groups) if name.isdigit()}
+  return {name: os.stat(os.path.join(progress, name)).st_mtime_ns for name in os.listdir(progress)
+          if name.isdigit()}
 
 
 def test_sigkill_at_random_moments_then_rerun_gives_the_uninterruptedcv_scores(grid_command, tmp_path):
@@ -52,18 +54,18 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterruptedcv_scores(g
   duration = time.perf_counter() - start
   expected = cv_scores(tmp_path / 'uninterrupted')
   with open(tmp_path / 'uninterrupted' / 'summary.md') as f:
-    assert '(2 of 2 groups trained in this run)' in f.read()
+    assert '2 of 2 units of work trained in this run' in f.read()
 
   for seed in (0, 1):
     workdir = tmp_path / f'killed{seed}'
     kill_after = np.random.default_rng(seed).uniform(0.3, 0.95) * duration
     _run(grid_command(workdir), kill_after=kill_after)
-    finished = _finished_groups(workdir)
+    finished = _finished_units(workdir)
     _run(grid_command(workdir))
     assert cv_scores(workdir) == expected, f'seed {seed}, killed after {kill_after:.1f}s'
-    # No finished group was trained (and saved) again; the rerun trained exactly the others.
-    assert {k: v for k, v in _finished_groups(workdir).items() if k in finished} == finished
+    # No finished unit was trained (and saved) again; the rerun trained exactly the others.
+    assert {k: v for k, v in _finished_units(workdir).items() if k in finished} == finished
     with open(workdir / 'summary.md') as f:
-      assert f'({2 - len(finished)} of 2 groups trained in this run)' in f.read(), (seed, finished)
+      assert f'{2 - len(finished)} of 2 units of work trained in this run' in f.read(), (seed, finished)
     leftovers = [os.path.join(d, n) for d, dirs, files in os.walk(workdir) for n in dirs + files if 'tmp' in n]
     assert not leftovers, leftovers

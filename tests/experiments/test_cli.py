@@ -1,0 +1,29 @@
+"""The entry points' shared flag handling, in process: a misspelled or moved override named before absl's usage
+dump, and overrides of keys a purpose does not read refused."""
+
+import pytest
+
+from cmtl_jax.errors import ConfigError
+from experiments import cli
+
+
+@pytest.mark.parametrize('override,message', [
+    ('--config.no_such_key=1', "unknown config key 'no_such_key'"),
+    ('--config.model.beit.no_such=1', "unknown config key 'model.beit.no_such': nearest valid keys: model.beit."),
+    ('--grid_config.optim.learning_rat=0.1', "unknown config key 'optim.learning_rat': nearest valid keys: "
+                                             "optim.learning_rate"),
+    ('--config.variant=beit', "config key 'variant' is now 'model.variant'"),
+])
+def test_a_misspelled_or_moved_override_is_named_with_its_nearest_keys(override, message):
+  argv = ['prog', '--config=c.py', '--config.optim.learning_rate=0.1']
+  assert cli._unknown_override(argv + [override]).startswith(message)  # pylint: disable=protected-access
+  assert cli._unknown_override(argv) == ''  # pylint: disable=protected-access
+
+
+def test_overrides_a_purpose_does_not_read_are_refused(tiny_config):
+  assert cli.overridden_keys(['prog', '--config.optim.num_epochs=2', '--workdir=w', '--grid_config.seed=1']) == [
+      'optim.num_epochs']
+  cli.refuse_unread(tiny_config, 'train', ['prog', '--config.optim.num_epochs=2'])
+  with pytest.raises(ConfigError, match='pretraining does not read --config.optim.num_epochs: did you mean '
+                                        '--config.pretrain.num_epochs'):
+    cli.refuse_unread(tiny_config, 'pretrain', ['prog', '--config.optim.num_epochs=2'])

@@ -142,8 +142,8 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
                                                   history=ocp.args.JsonSave(history)))
       manager.wait_until_finished()
     if log:
-      bar.write(f'epoch {epoch}/{p.num_epochs}  masked-token loss {record["loss"]:.4f}  '
-                f'accuracy {record["masked_accuracy"]:.4f}')
+      log(f'epoch {epoch}/{p.num_epochs}  masked-token loss {record["loss"]:.4f}  '
+          f'accuracy {record["masked_accuracy"]:.4f}')
   bar.close()
   manager.close()
 

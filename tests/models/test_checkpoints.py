@@ -21,6 +21,7 @@ from cmtl_jax.errors import ConfigError, MissingPathError
 from cmtl_jax.models import checkpoints
 from cmtl_jax.models import resize
 from cmtl_jax.models.configs import BeitConfig, BertConfig
+from tests.helpers import TINY_BEIT
 from tests import make_reference
 from tests.helpers import max_abs_diff
 
@@ -316,3 +317,27 @@ def test_a_classifier_saved_with_transformers_flax_modules_still_loads():
   logits = saved.model.apply({'params': saved.params}, data.preprocess(jnp.asarray(images), 8, 1))
   np.testing.assert_allclose(np.asarray(logits), np.load(os.path.join(directory, 'logits.npy')), atol=1e-5)
   np.testing.assert_array_equal(saved.predict(images), np.argmax(np.load(os.path.join(directory, 'logits.npy')), -1))
+
+
+def test_every_beit_parameter_has_a_hugging_face_name_that_reads_back():
+  config = BeitConfig.from_dict({**TINY_BEIT, 'patch_size': 2, 'use_mask_token': True, 'use_relative_position_bias': True,
+                                 'use_shared_relative_position_bias': True, 'use_mean_pooling': False})
+  for path in checkpoints.expected_shapes(config):
+    name, permutation = checkpoints.hf_beit_name(path)
+    assert checkpoints.map_name(name, 'beit')[0] == path
+  assert checkpoints.hf_beit_name('embeddings.patch_embeddings.projection.kernel') == (
+      'embeddings.patch_embeddings.projection.weight', (3, 2, 0, 1))
+
+
+@pytest.mark.parametrize('reference', ['beit_absolute_1ch', 'beit_relative_3ch', 'beit_shared_3ch'])
+def test_the_export_writes_the_names_and_tensors_transformers_wrote(reference, tmp_path):
+  """Without torch: checkpoints that transformers' `BeitModel.save_pretrained` wrote (tests/make_reference.py), read
+  and written back by `save_beit`, hold the same tensor names and values."""
+  directory = os.path.join(make_reference.REFERENCE, reference)
+  checkpoint = checkpoints.load_beit(directory)
+  checkpoints.save_beit(str(tmp_path), checkpoint.config, checkpoint.params)
+  theirs = safetensors_numpy.load_file(os.path.join(directory, 'model.safetensors'))
+  ours = safetensors_numpy.load_file(str(tmp_path / 'model.safetensors'))
+  assert sorted(ours) == sorted(theirs)
+  for name, tensor in theirs.items():
+    np.testing.assert_array_equal(ours[name], tensor, err_msg=name)

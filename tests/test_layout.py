@@ -1,22 +1,26 @@
-"""The house: imports inside the library point one way, importing it loads nothing from `experiments`, and the
+"""The house: imports inside the library point one way, importing it loads nothing from `experiments`, plotting
+stays out of the search and the training core, tests mirror the package, the system tier is its own folder, and the
 entry points' docstrings (their `--help`) print the commands as written.
 
-The chain, lowest first (a module may import modules of its own rank or lower): errors -> config (with the model
-configs it validates `beit.*` keys against, plain dataclasses) -> data, metrics, stats, prng -> models -> optim ->
-train -> report, search, classifier, pretrain -> ablation -> experiment -> the package's `__init__`. `report` and `stats` are
-leaves: they import nothing of the library above `metrics`.
+The chain, lowest first (a module may import modules of its own rank or lower; README.md, "Layout", states it):
+errors -> config and the model configs it checks `model.beit.*` against -> workdir, devices, prng, stats, metrics ->
+data -> models -> resolve -> optim -> task -> train -> search -> plots, report, classifier, pretrain -> ablation ->
+experiment -> the package's `__init__`.
 """
 
 import ast
 import os
+import re
 import subprocess
 import sys
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, 'tests')
 PACKAGE = os.path.join(REPO, 'cmtl_jax')
-RANKS = {'errors': 0, 'config': 1, 'models.configs': 1, 'data': 2, 'metrics': 2, 'stats': 2, 'prng': 2, 'models': 3, 'optim': 4,
-         'train': 5, 'report': 6, 'search': 6, 'classifier': 6, 'pretrain': 6, 'ablation': 7, 'experiment': 8, '__init__': 9}
+RANKS = {'errors': 0, 'config': 1, 'models.configs': 1, 'workdir': 2, 'devices': 2, 'prng': 2, 'stats': 2, 'metrics': 2,
+         'data': 3, 'models': 4, 'resolve': 5, 'optim': 6, 'task': 7, 'train': 8, 'search': 9, 'plots': 10,
+         'report': 10, 'classifier': 10, 'pretrain': 10, 'ablation': 11, 'experiment': 12, '__init__': 13}
 
 
 def _component(module: str) -> str:
@@ -103,3 +107,42 @@ def test_a_joined_docstring_line_is_caught(tmp_path):
   (tmp_path / 'plain.py').write_text(f'"""Run:\n  {command}"""\n')
   (tmp_path / 'raw.py').write_text(f'r"""Run:\n  {command}"""\n')
   assert joins_lines(str(tmp_path / 'plain.py')) and not joins_lines(str(tmp_path / 'raw.py'))
+
+
+def imported_names(path: str) -> list:
+  with open(path) as f:
+    tree = ast.parse(f.read())
+  names = []
+  for node in ast.walk(tree):
+    if isinstance(node, ast.Import):
+      names += [alias.name for alias in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module:
+      names += [node.module] + [f'{node.module}.{alias.name}' for alias in node.names]
+  return names
+
+
+def test_the_search_and_the_training_core_import_no_plotting():
+  found = {module: [n for n in imported_names(path) if n.startswith(('matplotlib', 'cmtl_jax.plots'))]
+           for path, module in _library_modules() if module.startswith(('cmtl_jax.search', 'cmtl_jax.train'))}
+  assert not {m: n for m, n in found.items() if n}
+
+
+def test_tests_mirror_the_package_and_the_system_tier_is_its_folder():
+  """A test module under tests/<dir>/ tests cmtl_jax/<dir>/ (or experiments/); tests marked slow live only in
+  tests/system/, and every test there is slow."""
+  packages = {name for name in os.listdir(PACKAGE) if os.path.isdir(os.path.join(PACKAGE, name)) and
+              not name.startswith('__')}
+  for directory in os.listdir(TESTS):
+    if os.path.isdir(os.path.join(TESTS, directory)) and any(
+        f.startswith('test_') for f in os.listdir(os.path.join(TESTS, directory))):
+      assert directory in packages | {'system', 'experiments'}, directory
+  for root, _, files in os.walk(TESTS):
+    for name in files:
+      if not name.startswith('test_') or not name.endswith('.py'):
+        continue
+      with open(os.path.join(root, name)) as f:
+        source = f.read()
+      in_system = os.path.relpath(root, TESTS) == 'system'
+      marked = re.search(r'^pytestmark = pytest\.mark\.slow', source, re.M) is not None
+      assert marked == in_system, os.path.join(root, name)
+      assert in_system or not re.search(r'^\s*@pytest\.mark\.slow|marks=pytest\.mark\.slow', source, re.M), name

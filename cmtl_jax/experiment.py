@@ -111,12 +111,15 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   return results
 
 
-def grid_search(config, workdir: str = '', log=print, command: str = '') -> grid_lib.BaseSearchCV:
+def grid_search(config, workdir: str = '', log=print, command: str = '',
+                build_task=ClassifierTask) -> grid_lib.BaseSearchCV:
   """Runs the search `config.search` describes (resuming what `workdir` holds), refits the best cell, and writes
-  cv_results.json / .csv, one heatmap per optimiser and summary.md into `workdir`."""
+  cv_results.json / .csv, one heatmap per optimiser and summary.md into `workdir`. `build_task` makes a cell's task
+  from its model spec (tests pass a fake one)."""
   run = resolve.resolve(config, 'search')
   s = run.search
-  common = dict(cv=s.cv, refit=s.refit, score_epoch=s.score_epoch, log=log if jax.process_index() == 0 else None)
+  common = dict(cv=s.cv, refit=s.refit, score_epoch=s.score_epoch, build_task=build_task,
+                log=log if jax.process_index() == 0 else None)
   if s.kind == 'halving':
     search = halving.HalvingGridSearchCV(config, s.param_grid, factor=s.halving_factor,
                                          min_epochs=s.halving_min_epochs, **common)

@@ -16,6 +16,17 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='cmtl_jax_xla_cache_')
   atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
+# Test programs are tiny and run for milliseconds, so optimising them costs more than it saves: the tests compile as
+# jax's `jax_disable_most_optimizations` says (XLA:CPU's LLVM backend at level 0, no expensive passes) and with
+# XLA:CPU's older elementwise emitters (`--xla_cpu_use_fusion_emitters=false`), which together take a tiny hybrid's
+# epoch program from ~7 s to ~2 s to compile (the tests are compile-bound) and keep every HLO pass.
+# CMTL_TEST_OPTIMIZED=1 compiles as users do; the system tier reruns the numerics tests so
+# (tests/system/test_compile_levels.py). Set before jax reads XLA_FLAGS.
+OPTIMIZED = os.environ.get('CMTL_TEST_OPTIMIZED') == '1'
+_TEST_FLAG = '--xla_cpu_use_fusion_emitters=false'
+_flags = os.environ.get('XLA_FLAGS', '').replace(_TEST_FLAG, '').split()  # Subprocesses inherit the parent's.
+os.environ['XLA_FLAGS'] = ' '.join(_flags if OPTIMIZED else _flags + [_TEST_FLAG])
+
 import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
 
@@ -27,13 +38,6 @@ from tests import fake_task  # pylint: disable=g-import-not-at-top
 from tests.helpers import TINY_BEIT  # pylint: disable=g-import-not-at-top
 
 FAKE_DEVICES = 4  # CPU devices of every test process: sharding is tested in-process; `tiny_config` uses one.
-
-
-# Test programs are tiny and run for milliseconds, so optimising them costs more than it saves: the tests compile as
-# jax's `jax_disable_most_optimizations` says (XLA:CPU's LLVM backend at level 0, no expensive passes), which halves
-# each compilation (the tests are compile-bound) and keeps every HLO pass. CMTL_TEST_OPTIMIZED=1 compiles as users
-# do; the system tier reruns the numerics tests so (tests/system/test_compile_levels.py).
-OPTIMIZED = os.environ.get('CMTL_TEST_OPTIMIZED') == '1'
 
 
 def pytest_configure(config):

@@ -4,6 +4,7 @@ meets, each one line before anything trains."""
 import json
 import os
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -20,6 +21,7 @@ from cmtl_jax.search import stacked
 @pytest.mark.parametrize('variant,dtype', [('hybrid', 'float32'), ('beit', 'bfloat16')])
 def test_train_save_reload_predict(tiny_config, tmp_path, variant, dtype):
   tiny_config.model.variant, tiny_config.model.dtype, tiny_config.optim.num_epochs = variant, dtype, 2
+  tiny_config.data.train_per_class, tiny_config.optim.batch_size = 40, 32  # 10 steps an epoch.
   results = cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path), log=None)
   saved = json.loads((tmp_path / 'metrics.json').read_text())
   for key in ('val_accuracy', 'val_f1', 'val_precision', 'val_recall', 'test_accuracy'):
@@ -33,15 +35,17 @@ def test_train_save_reload_predict(tiny_config, tmp_path, variant, dtype):
   classifier = cmtl_jax.Classifier.load(str(tmp_path))
   assert (classifier.model.bert_config is None) == (variant == 'beit')
   assert classifier.model.dtype == np.dtype(dtype)  # It predicts as it was trained and scored.
+  assert all(x.dtype == np.float32 for x in jax.tree.leaves(classifier.params))  # Parameters stay float32.
   dataset = data.load_dataset(resolve.resolve(tiny_config).data)
   predictions = classifier.predict(dataset.images[dataset.test])
   assert np.mean(predictions == dataset.labels[dataset.test]) == pytest.approx(saved['test_accuracy'], abs=1e-6)
   assert classifier.class_names == tuple(str(i) for i in range(10))
 
 
-def test_a_grid_search_writes_its_results_summary_and_heatmaps(tiny_config, tmp_path):
+def test_a_grid_search_writes_its_results_summary_and_heatmaps(tiny_config, tmp_path, fake):
   tiny_config.search.grid = {'optim': {'learning_rate': (1e-3, 3e-3)}}
-  search = experiment.grid_search(tiny_config, str(tmp_path), log=None, command='python -m experiments.grid_search')
+  search = experiment.grid_search(tiny_config, str(tmp_path), log=None, command='python -m experiments.grid_search',
+                                  build_task=fake)
   results = json.loads((tmp_path / 'cv_results.json').read_text())
   assert [p['optim.learning_rate'] for p in results['params']] == [1e-3, 3e-3]
   assert results['rank_test_accuracy'] == search.cv_results_['rank_test_accuracy'].tolist()

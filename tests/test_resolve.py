@@ -68,6 +68,7 @@ def test_an_explicit_beit_image_size_equal_to_the_default_is_applied(tiny_config
   tiny_config.model.beit_path = str(tmp_path / 'beit')
   assert resolve.resolve(tiny_config).model.beit.image_size == 32  # Unset: the checkpoint's.
   tiny_config.model.beit.image_size = config_lib.FRESH_BEIT['image_size']  # 16, asked for.
+  tiny_config.data.train_per_class, tiny_config.optim.batch_size = 20, 32  # A short epoch.
   run = resolve.resolve(tiny_config)
   assert run.model.beit.image_size == 16
   results = cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path / 'run'), log=None)

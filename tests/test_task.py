@@ -8,7 +8,6 @@ import numpy as np
 from cmtl_jax import data
 from cmtl_jax import resolve
 from cmtl_jax import task as task_lib
-from cmtl_jax.search import engine as engine_lib
 
 
 def _task(config, num_classes=10):
@@ -55,11 +54,4 @@ def test_bfloat16_computes_in_bf16_and_keeps_float32_params(tiny_config, digits)
   logits = task.apply(params, images)
   assert logits.dtype == jnp.float32
   np.testing.assert_allclose(logits, reference, atol=0.05 * float(jnp.abs(reference).max()) + 1e-3)
-  # Training: the params stay float32 and the model learns.
-  run = resolve.resolve(tiny_config)
-  fit = engine_lib.Fit('bf16', task, run.optim.replace(num_epochs=3), run.augment, digits.train, digits.val,
-                       run.seed, 0)
-  engine = engine_lib.Engine(digits.images, digits.labels, resolve.ONE_DEVICE)
-  history = engine.train([fit])['bf16']
-  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(engine.params('bf16')))
-  assert history['loss'][-1] < history['loss'][0] and history['accuracy'][-1] > 0.5
+  # Training in bf16 (float32 params, a falling loss): tests/test_experiment.py's beit-bfloat16 run.

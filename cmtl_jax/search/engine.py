@@ -164,10 +164,15 @@ class Engine:
   def _build(self, programs, fits: Sequence[Fit]) -> stacked.Stack:
     task = fits[0].task
     init_rngs, rngs = (jnp.stack(r) for r in zip(*(core.model_rngs(f.seed, f.stream) for f in fits)))
-    return stacked.Stack(programs, task.init_stacked(init_rngs),
+    # Validation indices padded to whole scoring batches: splits of nearby sizes then share one scoring program
+    # (the scores ignore padding, and scoring pads to whole batches anyway).
+    val_length = max(len(f.val_idx) for f in fits)
+    batch = fits[0].optim.eval_batch_size
+    params = [task.init(r) for r in init_rngs] if programs.width == 1 else task.init_stacked(init_rngs)
+    return stacked.Stack(programs, params,
                          np.array([f.optim.learning_rate for f in fits], np.float32),
                          folds_lib.pad_stack([f.train_idx for f in fits]),
-                         folds_lib.pad_stack([f.val_idx for f in fits]),
+                         folds_lib.pad_stack([f.val_idx for f in fits], -(-val_length // batch) * batch),
                          rngs)
 
   def _stacks_for(self, fits: Sequence[Fit]) -> list:
@@ -298,8 +303,7 @@ class Engine:
   def params(self, name: str):
     """The current parameters of live fit `name` (one model's tree)."""
     stack, names = self._stacks[name]
-    row = names.index(name)
-    return jax.tree.map(lambda x: x[row], stack.params)
+    return stack.params_of(names.index(name))
 
 
 def _leaf_specs(stack: stacked.Stack):

@@ -119,6 +119,14 @@ def _init_states(params, learning_rates, tx):
   return state
 
 
+@functools.partial(jax.jit, static_argnums=2)
+def _init_state(params, learning_rate, tx):
+  """One model's train state with its peak learning rate injected (the single-model program's)."""
+  state = core.init_state(params, tx)
+  state['opt'] = state['opt']._replace(hyperparams={**state['opt'].hyperparams, 'learning_rate': learning_rate})
+  return state
+
+
 def _pad_rows(x, rows: int):
   """`x` with its last row repeated up to `rows` rows (padding models train a copy and are dropped)."""
   if x.shape[0] == rows:
@@ -129,9 +137,13 @@ def _pad_rows(x, rows: int):
 class Stack:
   """M models trained together, epoch by epoch; `keep` drops models between calls to `train`.
 
+  With the single-model program (`programs.width` 1) each model keeps its own unstacked state, and the program runs
+  model after model; otherwise the states are stacked (leaves `[M, ...]`) and cut into chunks of `width` models,
+  each padded to a multiple of the mesh's devices and sharded over them.
+
   Args:
     programs: the group's `Programs`.
-    params: stacked initial parameters, leaves `[M, ...]`.
+    params: initial parameters: a list of M trees for the single-model program, else stacked, leaves `[M, ...]`.
     learning_rates: float32 `[M]` peak learning rates (injected into each model's optimiser state).
     train_idx, val_idx: int32 `[M, n]`, `[M, v]` per-model dataset indices, -1 = padding.
     rngs: `[M]` PRNG keys, one stream per model.
@@ -139,72 +151,91 @@ class Stack:
 
   def __init__(self, programs: Programs, params, learning_rates, train_idx, val_idx, rngs):
     self.programs = programs
-    state = _init_states(params, np.asarray(learning_rates, np.float32), programs.tx)
     self.epoch = 0           # Epochs trained so far.
     self.models = np.arange(len(learning_rates))  # Which of the initial models are still in the stack.
-    self._chunks = []
-    self._place(state, jnp.asarray(train_idx), jnp.asarray(val_idx), jax.random.key_data(rngs))
+    learning_rates = np.asarray(learning_rates, np.float32)
+    raw_rngs = np.asarray(jax.random.key_data(rngs))
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    if self.single:
+      # Committed to the device, as the program's outputs are: its first call and its later ones then look alike to
+      # jit, which compiles once.
+      device = jax.local_devices()[0]
+      self._chunks = [{'rows': 1, 'state': _init_state(p, jax.device_put(learning_rates[i], device), programs.tx),
+                       **dict(zip(('train', 'val', 'rng'), jax.device_put(
+                           (train_idx[i], val_idx[i], raw_rngs[i]), device)))}
+                      for i, p in enumerate(params)]
+    else:
+      self._place(_init_states(params, learning_rates, programs.tx), jnp.asarray(train_idx), jnp.asarray(val_idx),
+                  jnp.asarray(raw_rngs))
+
+  @property
+  def single(self) -> bool:
+    """Whether the models run one by one through the single-model program."""
+    return self.programs.width == 1
 
   def _place(self, state, train_idx, val_idx, raw_rngs) -> None:
-    """Cuts full stacks (leaves `[M, ...]`) into the program's chunks, padded and sharded when there is a mesh."""
+    """Cuts stacked arrays (leaves `[M, ...]`) into the program's chunks, padded and sharded when there is a mesh."""
     num = len(self.models)
     width = self.programs.width or num
     mesh = self.programs.mesh
     self._chunks = []
     for start in range(0, num, width):
       rows = slice(start, min(start + width, num))
-      part = (jax.tree.map(lambda x: x[rows], state), train_idx[rows], val_idx[rows], raw_rngs[rows])
-      if self.programs.width == 1:  # The single-model program: no model axis.
-        part = jax.tree.map(lambda x: x[0], part)
-      elif mesh is not None:
+      part = (state, train_idx, val_idx, raw_rngs)
+      if rows.stop - rows.start < num:
+        part = jax.tree.map(lambda x: x[rows], part)
+      if mesh is not None:
         size = -(-(rows.stop - rows.start) // mesh.size) * mesh.size
         part = put(jax.tree.map(lambda x: _pad_rows(x, size), part), NamedSharding(mesh, PartitionSpec(MODELS)))
       self._chunks.append({'rows': rows.stop - rows.start, 'state': part[0], 'train': part[1], 'val': part[2],
                            'rng': part[3]})
 
   def _joined(self, key):
-    """A full stack of chunk field `key`: padding rows dropped, chunks concatenated."""
-    if self.programs.width == 1:
-      return jax.tree.map(lambda *xs: jnp.stack(xs), *[c[key] for c in self._chunks])
-    parts = [jax.tree.map(lambda x, n=c['rows']: x[:n], c[key]) for c in self._chunks]
-    return jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
+    """A stacked tree of chunk field `key` (vectorised programs): padding rows dropped, chunks concatenated."""
+    parts = [c[key] if c['rows'] == jax.tree.leaves(c[key])[0].shape[0] else
+             jax.tree.map(lambda x, n=c['rows']: x[:n], c[key]) for c in self._chunks]
+    return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
-  @property
-  def params(self):
-    """The current parameters of the models still in the stack, leaves `[len(models), ...]`."""
-    return self.state['params']
-
-  @property
-  def state(self):
-    """The train states of the models still in the stack (`{'params', 'opt', 'finite'}`, leaves
-    `[len(models), ...]`): what `restore` takes back."""
-    return self._joined('state')
+  def params_of(self, row: int):
+    """The current parameters of the model at position `row` of the stack (one model's tree)."""
+    if self.single:
+      return self._chunks[row]['state']['params']
+    return jax.tree.map(lambda x: x[row], self._joined('state')['params'])
 
   def state_like(self) -> list:
     """Empty numpy arrays shaped like `host_state`'s (a checkpoint's target to read states into)."""
     rows = len(self.models)
     leaves = jax.tree.leaves(self._chunks[0]['state'])
-    inner = (lambda x: x.shape) if self.programs.width == 1 else (lambda x: x.shape[1:])
+    inner = (lambda x: x.shape) if self.single else (lambda x: x.shape[1:])
     return [np.empty((rows, *inner(x)), x.dtype) for x in leaves]
 
   def host_state(self) -> list:
-    """`state`'s leaves as numpy arrays on every process (gathered from all processes under jax.distributed)."""
+    """The models' train states (`{'params', 'opt', 'finite'}`) as numpy leaves `[len(models), ...]` on every
+    process (gathered from all processes under jax.distributed): what `restore` takes back."""
+    if self.single:
+      return [np.stack(xs) for xs in zip(*(map(np.asarray, jax.tree.leaves(c['state'])) for c in self._chunks))]
     return [np.asarray(x) if x.is_fully_addressable else multihost_utils.process_allgather(x, tiled=True)
-            for x in jax.tree.leaves(self.state)]
+            for x in jax.tree.leaves(self._joined('state'))]
 
   def restore(self, leaves, epoch: int) -> None:
     """Puts back the models' train states, as `host_state` gave them (e.g. read from a checkpoint), for the models
     now in the stack, which have trained until `epoch`."""
-    state = jax.tree.unflatten(jax.tree.structure(self._chunks[0]['state']), leaves)
-    if self.programs.mesh is None:  # Committed, as `_init_states` makes them: the epoch program compiles once.
-      state = jax.device_put(state, jax.local_devices()[0])
-    self._place(state, *(self._joined(k) for k in ('train', 'val', 'rng')))
+    structure = jax.tree.structure(self._chunks[0]['state'])
+    if self.single:
+      device = jax.local_devices()[0]  # Committed, as `_init_state` makes them: the epoch program compiles once.
+      for row, chunk in enumerate(self._chunks):
+        chunk['state'] = jax.device_put(jax.tree.unflatten(structure, [x[row] for x in leaves]), device)
+    else:
+      state = jax.tree.unflatten(structure, leaves)
+      if self.programs.mesh is None:
+        state = jax.device_put(state, jax.local_devices()[0])
+      self._place(state, *(self._joined(k) for k in ('train', 'val', 'rng')))
     self.epoch = epoch
 
   def keep(self, rows) -> None:
     """Keeps only the models at positions `rows` of the current stack (in that order)."""
     rows = np.asarray(rows, np.int64)
-    joined = None if self.programs.width == 1 else [self._joined(k) for k in ('state', 'train', 'val', 'rng')]
+    joined = None if self.single else [self._joined(k) for k in ('state', 'train', 'val', 'rng')]
     self.models = self.models[rows]
     if joined is None:
       self._chunks = [self._chunks[i] for i in rows]

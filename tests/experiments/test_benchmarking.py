@@ -37,10 +37,12 @@ def test_model_flops_match_xla_count(tiny_config, variant):
   assert added == pytest.approx(_xla_forward_flops(deeper, deeper_params, 16) - xla, rel=0.12)
 
 
-def test_time_steps_ratios_are_per_round_medians(tiny_config, monkeypatch):
+def test_mfu_and_ratios_are_per_round_medians_and_run_writes_the_issue_keys(tiny_config, monkeypatch):
   peak = benchmark.matmul_peak
   monkeypatch.setattr(benchmark, 'matmul_peak', lambda dtype: peak(dtype, size=256))  # The rounds, not the peak.
-  result = benchmark.time_steps(tiny_config, rounds=3, steps=2)
+  result = benchmark.run(tiny_config, tiny_config, parts=['mfu'], steps=2, rounds=3, log=None)
+  assert set(result) >= {'step_mfu', 'torch_speedup', 'stacked_over_loop', 'halving_epoch_fraction', 'machine'}
+  assert result['torch_speedup'] is None and result['stacked_over_loop'] is None
   assert len(result['rounds']) == 3
   flops = result['step']['model_flops_per_step']
   for r in result['rounds']:
@@ -49,13 +51,7 @@ def test_time_steps_ratios_are_per_round_medians(tiny_config, monkeypatch):
   assert result['step_mfu'] == pytest.approx(np.median([r['step_mfu'] for r in result['rounds']]))
   assert result['step']['seconds_per_step'] == pytest.approx(
       np.median([r['seconds_per_step'] for r in result['rounds']]))
-  assert 'torch_speedup' not in result and result['step']['loss_finite']
-
-
-def test_run_writes_the_issue_keys(tiny_config):
-  result = benchmark.run(tiny_config, tiny_config, parts=['mfu'], steps=2, rounds=1, log=None)
-  assert set(result) >= {'step_mfu', 'torch_speedup', 'stacked_over_loop', 'halving_epoch_fraction', 'machine'}
-  assert result['step_mfu'] > 0 and result['torch_speedup'] is None and result['stacked_over_loop'] is None
+  assert result['step']['loss_finite']
 
 
 def test_torch_twin_has_our_size_and_trains(tiny_config):

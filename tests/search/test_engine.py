@@ -93,7 +93,8 @@ def test_a_stacked_epoch_donates_the_state(run, digits):
   for width in (1, 0):
     fit, = make_fits(run, digits, [(1e-3, 0)], task)
     programs = engine_lib.programs_for(fit, steps=2, width=width, mesh=None)
-    stack = stacked.Stack(programs, task.init_stacked([jax.random.key(0)]), np.array([1e-3]),
+    params = [task.init(jax.random.key(0))] if width == 1 else task.init_stacked([jax.random.key(0)])
+    stack = stacked.Stack(programs, params, np.array([1e-3]),
                           digits.train[None, :200], digits.val[None], jax.random.split(jax.random.key(0), 1))
     before = jax.tree.leaves(stack._chunks[0]['state'])
     stack.train(1, digits.images, digits.labels)
@@ -197,7 +198,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_results(run, digits, tmp_path
   saved states, to the results of a run never stopped."""
   run = run.replace(optim=run.optim.replace(num_epochs=3))
   one = make_fits(run, digits, [(1e-3, 0), (3e-3, 1)])
-  two = make_fits(run, digits, [(1e-3, 0), (3e-3, 1)], task=FakeTask(spec='other'))
+  two = make_fits(run, digits, [(1e-3, 0), (3e-3, 1)], task=FakeTask(tag='other'))
   two = [dataclasses.replace(f, name='other/' + f.name) for f in two]
   layout = devices(run, vmap_width=vmap_width)
 

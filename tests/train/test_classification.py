@@ -18,7 +18,7 @@ def _task(config, variant='hybrid', num_classes=4):
   return ClassifierTask(resolve.resolve(config).model, num_classes)
 
 
-@pytest.mark.parametrize('variant,optimizer', [('hybrid', 'adam'), ('hybrid', 'sgdm'), ('beit', 'adam')])
+@pytest.mark.parametrize('variant,optimizer', [('hybrid', 'adam'), ('beit', 'sgdm')])
 def test_steps_on_one_batch_drive_the_loss_down(tiny_config, variant, optimizer):
   task = _task(tiny_config, variant)
   rng = np.random.default_rng(0)

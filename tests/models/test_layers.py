@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from cmtl_jax.models import layers
+from tests import conftest
 from tests.helpers import build, max_abs_diff, train_loss_and_grads
 
 _JAX_GELU = functools.partial(jax.nn.gelu, approximate=False)
@@ -57,7 +58,11 @@ def test_the_hybrid_with_2d_weight_gradients_equals_the_plain_one(hybrid):
   plain = model.clone(weight_grads_2d=False)
   init = lambda m: jax.jit(m.init)(jax.random.key(4), pixels)['params']
   assert max_abs_diff(init(model), init(plain)) == 0.0  # The same tree and random draws.
-  assert max_abs_diff(train_loss_and_grads(model, params, pixels), train_loss_and_grads(plain, params, pixels)) == 0.0
+  # Bit for bit as users compile (the system tier reruns this at CMTL_TEST_OPTIMIZED=1); the test tier's elementwise
+  # emitters (conftest.py) fuse the two forms differently, to one float32 rounding (2.4e-7 measured; a wrong
+  # backward is off by far more: test_a_wrong_backward_is_caught).
+  difference = max_abs_diff(train_loss_and_grads(model, params, pixels), train_loss_and_grads(plain, params, pixels))
+  assert difference == 0.0 if conftest.OPTIMIZED else difference <= 1e-6
   # Under vmap over models (the grid's stacks) too, to rounding: batched dots may be tiled differently.
   stacked = jax.tree.map(lambda x: jnp.stack([x, 1.01 * x]), params)
 

@@ -6,6 +6,7 @@ import textwrap
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 TINY_BEIT = dict(image_size=8, patch_size=4, num_channels=1, hidden_size=32, num_hidden_layers=1,
                  num_attention_heads=2, intermediate_size=64, hidden_dropout_prob=0.0,
@@ -79,3 +80,16 @@ def build(config, num_classes: int = 10, rng=None):
   from cmtl_jax.models import build as model_lib  # pylint: disable=g-import-not-at-top
   return model_lib.build_model(resolve.resolve(config).model, num_classes,
                                jax.random.key(0) if rng is None else rng)
+
+
+def pattern(h, w, channels=None, seed=0):
+  """Random uint8 pixels `[h, w]` (or `[h, w, channels]`)."""
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, 256, (h, w) + ((channels,) if channels else ()), dtype=np.uint8)
+
+
+def save_image(path, image, **kw) -> str:
+  """Saves a Pillow image at `path`, making its folders."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  image.save(path, **kw)
+  return str(path)

@@ -14,20 +14,9 @@ import cmtl_jax
 from cmtl_jax import classifier as classifier_lib
 from cmtl_jax.data import folder
 from cmtl_jax.errors import ConfigError
-from tests.helpers import build, count_compilations
+from tests.helpers import build, count_compilations, pattern, save_image
 
 RNG = np.random.default_rng(0)
-
-
-def _pattern(h, w, channels=None, seed=0):
-  rng = np.random.default_rng(seed)
-  return rng.integers(0, 256, (h, w) + ((channels,) if channels else ()), dtype=np.uint8)
-
-
-def _save(path, image, **kw):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  image.save(path, **kw)
-  return str(path)
 
 
 @pytest.fixture
@@ -71,7 +60,7 @@ def test_predict_paths_reads_npy_of_one_grey_image_and_of_floats(untrained, tmp_
 
 
 def test_predict_on_files_names_a_bad_file_or_skips_it(untrained, tmp_path):
-  good = _save(tmp_path / 'in' / 'good.png', Image.fromarray(np.full((8, 8), 7, np.uint8), 'L'))
+  good = save_image(tmp_path / 'in' / 'good.png', Image.fromarray(np.full((8, 8), 7, np.uint8), 'L'))
   (tmp_path / 'in' / 'bad.jpg').write_text('no')
   with pytest.raises(folder.BadImageError, match=re.escape(f'{tmp_path / "in" / "bad.jpg"}: not an image')):
     untrained.predict_paths([str(tmp_path / 'in')])
@@ -86,7 +75,7 @@ def test_predict_on_a_folder_of_200_images_compiles_once_and_its_csv_agrees(untr
   for i in range(200):  # Nested folders, several sizes and formats, all decoded to the training size.
     size = (8, 8) if i % 3 else (12 + i % 5, 10)
     ext = ('png', 'jpg', 'bmp', 'webp')[i % 4]
-    paths.append(_save(root / f'part{i % 3}' / f'{i:03d}.{ext}',
+    paths.append(save_image(root / f'part{i % 3}' / f'{i:03d}.{ext}',
                        Image.fromarray(RNG.integers(0, 256, size, dtype=np.uint8), 'L')))
   (root / 'part0' / '.DS_Store').write_bytes(b'junk')
   names, stop = count_compilations(monkeypatch)

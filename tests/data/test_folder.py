@@ -15,19 +15,9 @@ from cmtl_jax.data import builders
 from cmtl_jax.data import folder
 from cmtl_jax.data import loading
 from cmtl_jax.errors import ConfigError
+from tests.helpers import pattern, save_image
 
 RNG = np.random.default_rng(0)
-
-
-def _pattern(h, w, channels=None, seed=0):
-  rng = np.random.default_rng(seed)
-  return rng.integers(0, 256, (h, w) + ((channels,) if channels else ()), dtype=np.uint8)
-
-
-def _save(path, image, **kw):
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  image.save(path, **kw)
-  return str(path)
 
 
 def _grey(rgb):  # Pillow's own RGB -> L (ITU-R 601-2 luma), the rule's grey.
@@ -38,9 +28,9 @@ def _grey(rgb):  # Pillow's own RGB -> L (ITU-R 601-2 luma), the rule's grey.
 # Decoding, pixel by pixel.
 
 def test_modes_and_formats_decode_to_pillows_pixels(tmp_path):
-  rgb = _pattern(6, 6, 3)
-  grey = _pattern(6, 6, seed=1)
-  alpha = _pattern(6, 6, seed=2)
+  rgb = pattern(6, 6, 3)
+  grey = pattern(6, 6, seed=1)
+  alpha = pattern(6, 6, seed=2)
   cases = {}
   cases['grey.png'] = (Image.fromarray(grey, 'L'), grey, None)
   cases['rgb.bmp'] = (Image.fromarray(rgb, 'RGB'), _grey(rgb), rgb)
@@ -60,7 +50,7 @@ def test_modes_and_formats_decode_to_pillows_pixels(tmp_path):
   palette_rgb = np.asarray(palette.convert('RGB'))
   cases['palette.gif'] = (palette, _grey(palette_rgb), palette_rgb)
   for name, (image, want_grey, want_rgb) in cases.items():
-    path = _save(tmp_path / name, image, **({'lossless': True} if name.endswith('.webp') else {}))
+    path = save_image(tmp_path / name, image, **({'lossless': True} if name.endswith('.webp') else {}))
     got = folder.decode(path, None, 1)
     assert got.shape == (6, 6, 1) and got.dtype == np.uint8, name
     np.testing.assert_allclose(got[..., 0], want_grey, atol=1, err_msg=name)  # Alpha blending rounds once more.
@@ -74,22 +64,22 @@ def test_modes_and_formats_decode_to_pillows_pixels(tmp_path):
 
 def test_palette_transparency_gif_first_frame_and_cmyk(tmp_path):
   frames = [Image.fromarray(np.full((4, 4), v, np.uint8), 'L').convert('P') for v in (30, 200)]
-  path = _save(tmp_path / 'two.gif', frames[0], save_all=True, append_images=frames[1:])
+  path = save_image(tmp_path / 'two.gif', frames[0], save_all=True, append_images=frames[1:])
   np.testing.assert_array_equal(folder.decode(path, None, 1)[..., 0], 30)  # The first frame, not the last.
   transparent = Image.new('P', (4, 4), 0)
   transparent.putpalette([10, 10, 10] + [0, 0, 0] * 255)
-  path = _save(tmp_path / 'clear.png', transparent, transparency=0)
+  path = save_image(tmp_path / 'clear.png', transparent, transparency=0)
   np.testing.assert_array_equal(folder.decode(path, None, 3), 255)  # Fully transparent -> white.
-  cmyk = Image.fromarray(_pattern(4, 4, 4), 'CMYK')
-  path = _save(tmp_path / 'cmyk.tiff', cmyk)
+  cmyk = Image.fromarray(pattern(4, 4, 4), 'CMYK')
+  path = save_image(tmp_path / 'cmyk.tiff', cmyk)
   np.testing.assert_array_equal(folder.decode(path, None, 3), np.asarray(cmyk.convert('RGB')))
 
 
 def test_exif_orientation_is_applied(tmp_path):
-  raw = Image.fromarray(_pattern(4, 8, 3), 'RGB')  # 8 wide, 4 high, as stored.
+  raw = Image.fromarray(pattern(4, 8, 3), 'RGB')  # 8 wide, 4 high, as stored.
   exif = Image.Exif()
   exif[0x0112] = 6  # "Rotate 90 CW to display."
-  path = _save(tmp_path / 'phone.jpg', raw, exif=exif, quality=95)
+  path = save_image(tmp_path / 'phone.jpg', raw, exif=exif, quality=95)
   stored = np.asarray(Image.open(path).convert('RGB'))  # The JPEG's own pixels, before orientation.
   got = folder.decode(path, None, 3)
   assert got.shape == (8, 4, 3)
@@ -100,15 +90,15 @@ def test_resize_rules(tmp_path):
   wide = np.zeros((6, 12), np.uint8)
   wide[:, 4:8] = 200  # A centre band.
   wide[:, 8:] = 100
-  path = _save(tmp_path / 'wide.png', Image.fromarray(wide, 'L'))
+  path = save_image(tmp_path / 'wide.png', Image.fromarray(wide, 'L'))
   # crop: the shorter side is already 6, so no resampling: the centre 6 columns.
   np.testing.assert_array_equal(folder.decode(path, 6, 1)[..., 0], wide[:, 3:9])
-  flat = _save(tmp_path / 'flat.png', Image.fromarray(np.full((6, 12), 200, np.uint8), 'L'))
+  flat = save_image(tmp_path / 'flat.png', Image.fromarray(np.full((6, 12), 200, np.uint8), 'L'))
   padded = folder.decode(flat, 6, 1, 'pad')[..., 0]  # Longer side 12 -> 6: a 6 x 3 image on black, centred.
   want = np.zeros((6, 6), np.uint8)
   want[1:4] = 200
   np.testing.assert_array_equal(padded, want)
-  big = _save(tmp_path / 'big.png', Image.fromarray(np.full((20, 10), 90, np.uint8), 'L'))
+  big = save_image(tmp_path / 'big.png', Image.fromarray(np.full((20, 10), 90, np.uint8), 'L'))
   np.testing.assert_array_equal(folder.decode(big, 5, 1), 90)  # Shrunk 10 -> 5, cropped 10 -> 5: constant.
   assert folder.decode(big, 5, 3, 'pad').shape == (5, 5, 3)
 
@@ -119,7 +109,7 @@ def test_resize_rules(tmp_path):
 def _class_folder(root, counts, size=(8, 8), value=lambda c, i: 20 * c + i, ext='png'):
   for c, n in enumerate(counts):
     for i in range(n):
-      _save(os.path.join(root, f'class_{c}', f'{i:03d}.{ext}'),
+      save_image(os.path.join(root, f'class_{c}', f'{i:03d}.{ext}'),
             Image.fromarray(np.full(size, value(c, i), np.uint8), 'L'))
   return str(root)
 
@@ -133,7 +123,7 @@ def test_flat_layout_cuts_a_stratified_test_split_and_ignores_clutter(tmp_path):
   root = _class_folder(tmp_path / 'images', [8, 8, 8])
   for clutter in ('.DS_Store', 'Thumbs.db', '.hidden.png', 'notes.txt'):
     (tmp_path / 'images' / 'class_0' / clutter).write_bytes(b'\x00junk')
-  _save(tmp_path / 'images' / 'class_1' / 'deeper' / 'x.jpg', Image.fromarray(np.full((8, 8), 21, np.uint8), 'L'))
+  save_image(tmp_path / 'images' / 'class_1' / 'deeper' / 'x.jpg', Image.fromarray(np.full((8, 8), 21, np.uint8), 'L'))
   ds = _load(root, tmp_path, test_fraction=0.25)
   assert ds.class_names == ('class_0', 'class_1', 'class_2')
   assert ds.images.shape == (25, 8, 8, 1)
@@ -158,7 +148,7 @@ def test_train_test_layout_keeps_the_given_test_split(tmp_path):
     (lambda r: (os.makedirs(r / 'a'), _class_folder(r, [3])), "class folder .*/a has no images"),
     (lambda r: _class_folder(r, [3]), "has a single class folder 'class_0'"),
     (lambda r: os.makedirs(r), 'no images found in .*: it has no class sub-folders'),
-    (lambda r: _save(r / 'loose.png', Image.new('L', (4, 4))), 'no images found .*images but no class sub-folders'),
+    (lambda r: save_image(r / 'loose.png', Image.new('L', (4, 4))), 'no images found .*images but no class sub-folders'),
     (lambda r: (_class_folder(r / 'train', [3, 3]), _class_folder(r / 'test', [1, 1, 1])),
      'has class folders the training split lacks: class_2'),
     (lambda r: (_class_folder(r / 'train', [3, 3]), _class_folder(r / 'test', [1, 1]), os.makedirs(r / 'val')),
@@ -177,7 +167,7 @@ def test_folder_mistakes_are_one_line(tmp_path, make, message):
 
 def _truncated_png(path):
   buffer = io.BytesIO()
-  Image.fromarray(_pattern(32, 32), 'L').save(buffer, 'PNG')
+  Image.fromarray(pattern(32, 32), 'L').save(buffer, 'PNG')
   path.write_bytes(buffer.getvalue()[:len(buffer.getvalue()) // 2])
 
 
@@ -278,7 +268,7 @@ def test_train_per_class_stages_only_the_images_the_splits_use(data_dir):
 # One rule for image arrays.
 
 def test_one_rule_for_image_arrays():
-  grey = _pattern(5, 7)
+  grey = pattern(5, 7)
   np.testing.assert_array_equal(data.as_uint8_images(grey), grey[None, ..., None])  # One [H, W] image.
   np.testing.assert_array_equal(data.as_uint8_images(grey / 255.0), grey[None, ..., None])  # Floats in [0, 1].
   np.testing.assert_array_equal(data.as_uint8_images(grey.astype(np.int64)[None]), grey[None, ..., None])

@@ -65,11 +65,11 @@ def test_the_grid_cli_in_two_processes_gives_the_one_process_results(tiny_config
   config_file = write_tiny_grid_config(tmp_path / 'two_groups.py', tiny_config.data.data_dir,
                                        {'optim.learning_rate': (5e-4, 1e-3)}, optim__batch_size=64,
                                        search__grid__seed=(0, 1))
-  # Two groups (seeds) of one shape: one compiled program.
+  # Two seeds x two learning rates: one program, so one group of 8 models (4 cells x 2 folds), one unit of work.
   together, outputs = _grid_cli(config_file, tmp_path / 'together', processes=2)
   alone, _ = _grid_cli(config_file, tmp_path / 'alone', devices_per_process=2)  # The same 2-device mesh.
   assert together == alone
   # Process 0 reports and writes the outputs; process 1 computes its share of the models and stays quiet.
   assert 'best cell' in outputs[0] and 'best cell' not in outputs[1]
   summary = (tmp_path / 'together' / 'summary.md').read_text()
-  assert 'x2 in 2 processes' in summary and '2 of 2 units of work trained in this run' in summary
+  assert 'x2 in 2 processes' in summary and '1 of 1 units of work trained in this run' in summary

@@ -38,7 +38,7 @@ def linear_probe(config: BeitConfig, params: dict, dataset: data.Dataset, *, C: 
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
   from sklearn.pipeline import make_pipeline  # pylint: disable=g-import-not-at-top
   from sklearn.preprocessing import StandardScaler  # pylint: disable=g-import-not-at-top
-  train = np.concatenate([dataset.train, dataset.val])
+  train = dataset.pool
   x_train = features(config, params, dataset.images[train], batch_size)
   x_test = features(config, params, dataset.images[dataset.test], batch_size)
   probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000, random_state=seed))

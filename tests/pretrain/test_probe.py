@@ -28,7 +28,7 @@ def test_the_linear_probe_scores_a_logistic_regression_on_frozen_features(finish
   _, _, result = finished_run
   checkpoint = checkpoints.load_beit(result['beit_path'])
   scores = probe.linear_probe(checkpoint.config, checkpoint.params, digits_small)
-  train = np.concatenate([digits_small.train, digits_small.val])
+  train = digits_small.pool
   x = probe.features(checkpoint.config, checkpoint.params, digits_small.images[train])
   by_hand = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=0))
   by_hand.fit(x, digits_small.labels[train])

@@ -19,9 +19,15 @@ from tests.helpers import build, count_compilations, pattern, save_image
 RNG = np.random.default_rng(0)
 
 
-@pytest.fixture
-def untrained(tiny_config, tmp_path):
-  """A saved 3-class BEiT classifier at 8 px (random weights): prediction without training."""
+@pytest.fixture(scope='module')
+def untrained(data_dir, stand_in_bert, tmp_path_factory):
+  """A saved 3-class BEiT classifier at 8 px (random weights): prediction without training; built once."""
+  from cmtl_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  from tests.helpers import TINY_BEIT  # pylint: disable=g-import-not-at-top
+  tiny_config = config_lib.base_config()
+  tiny_config.data.data_dir, tiny_config.model.bert_path = data_dir, stand_in_bert
+  tiny_config.model.beit.update(TINY_BEIT)
+  tmp_path = tmp_path_factory.mktemp('untrained')
   tiny_config.model.variant = 'beit'
   model, params, _, sources = build(tiny_config, 3, jax.random.key(1))
   # The head starts at zero (every input uniform): random weights everywhere make predictions depend on pixels.

@@ -121,15 +121,3 @@ def test_a_class_smaller_than_the_folds_is_named(tiny_config, tmp_path):
   with pytest.raises(ConfigError, match=r"class 'class_1' has 3 image\(s\) .*fewer than cv=4 folds need \(4\)"):
     experiment.grid_search(tiny_config, '', log=None)
   assert data.load_dataset(resolve.resolve(tiny_config).data).num_classes == 2  # One model needs no folds.
-
-
-def test_skipped_files_reach_metrics_json(tiny_config, tmp_path):
-  root = _class_folder(tmp_path / 'images', [10, 10])
-  (tmp_path / 'images' / 'class_0' / 'broken.png').write_bytes(b'')
-  tiny_config.data.update(dict(dataset='folder', data_dir=root, prepared_dir=str(tmp_path / 'prepared'),
-                               on_bad_image='skip'))
-  tiny_config.model.variant, tiny_config.optim.batch_size = 'beit', 8
-  results = cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path / 'run'), log=None)
-  saved = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
-  assert saved['dataset']['skipped'] == [[os.path.join('class_0', 'broken.png'), 'empty file (0 bytes)']]
-  assert results['dataset']['train'] + results['dataset']['val'] + results['dataset']['test'] == 20

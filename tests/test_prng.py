@@ -87,16 +87,18 @@ def test_a_train_epoch_is_the_one_with_default_keys(tiny_config, monkeypatch):
   jax.tree.map(np.testing.assert_array_equal, ours, theirs)
 
 
-def test_importing_the_library_compiles_nothing():
+def test_importing_the_library_compiles_nothing_and_loads_nothing_from_experiments():
   """The first compilation fixes jax's persistent cache directory, which the entry points set from a flag after
-  their imports; `prng` once made a key at import and the CLI's --compilation_cache_dir was ignored."""
-  code = ('import importlib, pkgutil, jax\n'
+  their imports; `prng` once made a key at import and the CLI's --compilation_cache_dir was ignored. The same fresh
+  process checks the layout's rule that importing the library loads no module of `experiments`."""
+  code = ('import importlib, pkgutil, sys, jax\n'
           'events = []\n'
           'jax.monitoring.register_event_duration_secs_listener(lambda e, s, **kw: events.append(e))\n'
           'import cmtl_jax\n'
+          'print(sorted(m for m in sys.modules if m.split(".")[0] == "experiments"))\n'
           'for m in pkgutil.iter_modules(cmtl_jax.__path__): importlib.import_module("cmtl_jax." + m.name)\n'
           'import experiments.cli\n'
           'print([e for e in events if e.endswith("backend_compile_duration")])\n')
   run = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
-  assert run.stdout.strip().splitlines()[-1] == '[]'
+  assert run.stdout.strip().splitlines()[-2:] == ['[]', '[]']

@@ -43,9 +43,11 @@ def test_a_folder_with_a_beit_path_is_decoded_at_the_checkpoints_size_and_channe
     for i in range(12):
       colour = np.full((20, 24, 3), (40 + 150 * c, 90, 200 - 150 * c), np.uint8) + np.uint8(i)
       Image.fromarray(colour).save(tmp_path / 'photos' / name / f'{i}.png')
+  (tmp_path / 'photos' / 'cat' / 'broken.png').write_bytes(b'')  # Skipped, and listed in metrics.json.
   config = tiny_config
   _unset_beit(config)
-  config.data.update(dict(dataset='folder', data_dir=str(tmp_path / 'photos'), prepared_dir=str(tmp_path / 'tfds')))
+  config.data.update(dict(dataset='folder', data_dir=str(tmp_path / 'photos'), prepared_dir=str(tmp_path / 'tfds'),
+                          on_bad_image='skip'))
   config.model.update(dict(beit_path=str(tmp_path / 'beit'), variant='beit'))
   config.optim.batch_size = 8
   run = resolve.resolve(config)
@@ -56,6 +58,8 @@ def test_a_folder_with_a_beit_path_is_decoded_at_the_checkpoints_size_and_channe
   assert results['dataset']['image_shape'] == [16, 16, 3] == results['dataset']['model_input']
   written = json.loads((tmp_path / 'run' / 'metrics.json').read_text())
   assert written['run']['data']['image_size'] == 16 and written['run']['data']['channels'] == 3
+  assert written['dataset']['skipped'] == [[os.path.join('cat', 'broken.png'), 'empty file (0 bytes)']]
+  assert sum(written['dataset'][k] for k in ('train', 'val', 'test')) == 24
   assert cmtl_jax.Classifier.load(str(tmp_path / 'run')).decoding == {'image_size': 16, 'channels': 3,
                                                                        'resize': 'crop'}
 

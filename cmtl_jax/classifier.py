@@ -11,6 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from cmtl_jax import data
+from cmtl_jax import task as task_lib
 from cmtl_jax.data import folder
 from cmtl_jax.models import build as model_lib
 from cmtl_jax.models.configs import BeitConfig, BertConfig
@@ -169,9 +170,7 @@ class _ModuleTask:
     self.num_classes = model.num_classes
 
   def apply(self, params, images, train: bool = False, rng=None):
-    del train, rng
-    beit = self.model.beit_config
-    return self.model.apply({'params': params}, data.preprocess(images, beit.image_size, beit.num_channels))
+    return task_lib.classify(self.model, params, images, train, rng)
 
 
 def write_predictions(path: str, names, probabilities, class_names) -> None:

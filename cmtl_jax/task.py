@@ -27,6 +27,18 @@ from cmtl_jax import prng
 from cmtl_jax.models import build as model_lib
 
 
+def classify(model, params, images, train: bool = False, rng=None):
+  """Logits float32 `[B, num_classes]` of the hybrid `model` on uint8 images `[B, h, w, c]`, resized and normalised
+  on the device (`data.preprocess`); with `train`, dropout and drop path draw from `rng` (keys from the fused
+  threefry of `prng.unrolled`: the default keys' bits)."""
+  beit = model.beit_config
+  pixels = data.preprocess(images, beit.image_size, beit.num_channels)
+  if not train:
+    return model.apply({'params': params}, pixels, train=False)
+  dropout_rng, droppath_rng = (prng.unrolled(k) for k in jax.random.split(rng))
+  return model.apply({'params': params}, pixels, train=True, rngs={'dropout': dropout_rng, 'droppath': droppath_rng})
+
+
 class ClassifierTask:
   """The classifier of `spec` (a `resolve.ModelSpec`) with `num_classes` outputs; its checkpoint weights are read
   when the task is made.
@@ -61,16 +73,7 @@ class ClassifierTask:
     return model_lib.init_stacked(self.model, rngs, self._loaded, self.pretrained)
 
   def apply(self, params, images, train: bool = False, rng=None):
-    """Logits float32 `[B, num_classes]` of uint8 images `[B, h, w, c]`, resized and normalised on the device
-    (`data.preprocess`); with `train`, dropout and drop path draw from `rng` (keys from the fused threefry of
-    `prng.unrolled`: the default keys' bits)."""
-    beit = self.model.beit_config
-    pixels = data.preprocess(images, beit.image_size, beit.num_channels)
-    if not train:
-      return self.model.apply({'params': params}, pixels, train=False)
-    dropout_rng, droppath_rng = (prng.unrolled(k) for k in jax.random.split(rng))
-    return self.model.apply({'params': params}, pixels, train=True,
-                            rngs={'dropout': dropout_rng, 'droppath': droppath_rng})
+    return classify(self.model, params, images, train, rng)
 
   def activation_bytes(self, batch_size: int) -> int:
     return model_lib.activation_bytes(self.model, batch_size)

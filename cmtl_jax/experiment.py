@@ -21,6 +21,7 @@ from cmtl_jax.errors import AllCellsDivergedError, ConfigError
 from cmtl_jax.search import engine as engine_lib
 from cmtl_jax.search import grid as grid_lib
 from cmtl_jax.search import halving
+from cmtl_jax.search import store as store_lib
 from cmtl_jax.task import ClassifierTask
 from cmtl_jax.train import classification
 
@@ -46,6 +47,9 @@ def train_and_evaluate(config, workdir: str = '', log=print) -> dict:
   if saved and os.path.exists(saved):
     raise ConfigError(f'workdir {workdir!r} already holds a trained classifier ({saved}): choose another '
                       f'--workdir or remove that directory.')
+  if workdir and os.path.exists(os.path.join(workdir, store_lib.FINGERPRINT)):
+    raise ConfigError(f'workdir {workdir!r} holds a search or an ablation arm ({store_lib.FINGERPRINT}): train into '
+                      f'another --workdir.')
   start = time.perf_counter()
   dataset = data.load_dataset(run.data)
   if dataset.skipped and log:

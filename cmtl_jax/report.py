@@ -62,10 +62,9 @@ def write_summary(path: str, search, machine: str, seconds: float, command: str 
   lines = ['# Grid search summary', '']
   if command:
     lines += ['```', command, '```', '']
-  units = len(search.units_trained_) + len(search.units_resumed_)
   lines += [f'- machine: {machine}', f'- wall time: {seconds:.0f} s for {len(search.cells)} cells x {search.cv} '
-            f'folds ({search.kind} search; {len(search.units_trained_)} of {units} units of work trained in this run, '
-            f'the others read back from the workdir)',
+            f'folds ({search.kind} search; units of work: {len(search.units_trained_)} trained in this run, '
+            f'{len(search.units_resumed_)} read back from the workdir)',
             f'- scores: epoch "{search.score_epoch_}" of each fit; refit metric: {search.refit}', '',
             '| optimizer | best cell | ' + ' | '.join(f'mean {m}' for m in metrics_lib.METRICS) + ' |',
             '| --- | --- | ' + ' | '.join('---' for _ in metrics_lib.METRICS) + ' |']

@@ -41,7 +41,7 @@ def refuse_unread(config, purpose: str, argv=None) -> None:
   from cmtl_jax import resolve  # pylint: disable=g-import-not-at-top
   message = resolve.unread_overrides(resolve.resolve(config, purpose), overridden_keys(argv or sys.argv))
   if message:
-    raise ConfigError(message + '.')
+    raise ConfigError(message if message.endswith('?') else message + '.')
 
 
 def overridden_keys(argv, flags_named=('config',)) -> list:
@@ -72,8 +72,8 @@ def parse_flags(argv):
   if not message:
     try:
       return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, TypeError, ValueError) as e:
-      message = _unknown_override(argv) or f'{e}'
+    except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+      message = _unknown_override(argv) or _describe(e)
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
 
@@ -83,10 +83,19 @@ def define_config(default: str):
   the file and applies overrides as soon as the flag is defined, so a bad override surfaces here, at import."""
   try:
     return config_flags.DEFINE_config_file('config', default, 'Config file.', lock_config=True)
-  except (AttributeError, KeyError, TypeError, ValueError) as e:
-    message = _unknown_override(sys.argv) or f'a --config override has a bad value ({e})'
+  except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+    message = _unknown_override(sys.argv) or _describe(e)
     print(f'error: {message}', file=sys.stderr)
     sys.exit(2)
+
+
+def _describe(e: Exception) -> str:
+  """One line for an error ml_collections or absl raised while reading --config: a missing file, or a bad override
+  (a KeyError's message is its first argument, not its repr)."""
+  if isinstance(e, OSError):
+    return f'cannot read the config file: {e}'
+  text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+  return ' '.join(text.replace('"', "'").split())
 
 
 def define_distributed_flags():

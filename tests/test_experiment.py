@@ -80,6 +80,19 @@ def test_a_workdir_holding_a_classifier_is_refused_before_any_training(tiny_conf
     cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path), log=None)
 
 
+def test_a_training_workdir_and_a_search_workdir_are_not_mixed(tiny_config, tmp_path, fake, monkeypatch):
+  monkeypatch.setattr(engine_lib.Engine, 'train', lambda *a, **k: pytest.fail('trained before refusing'))
+  (tmp_path / 'search').mkdir()
+  (tmp_path / 'search' / 'run.json').write_text('{}')
+  with pytest.raises(ConfigError, match='holds a search or an ablation arm'):
+    cmtl_jax.train_and_evaluate(tiny_config, str(tmp_path / 'search'), log=None)
+  (tmp_path / 'trained').mkdir()
+  (tmp_path / 'trained' / 'metrics.json').write_text('{}')
+  tiny_config.search.grid = {'optim': {'learning_rate': (1e-3,)}}
+  with pytest.raises(ConfigError, match='holds a trained classifier'):
+    experiment.grid_search(tiny_config, str(tmp_path / 'trained'), log=None, build_task=fake)
+
+
 def test_a_batch_larger_than_a_fold_is_refused_before_any_training(tiny_config, monkeypatch):
   monkeypatch.setattr(stacked.Stack, 'train', lambda *a, **k: pytest.fail('trained before refusing'))
   tiny_config.search.grid = {'optim': {'batch_size': (32, 4096)}}

@@ -300,6 +300,10 @@ class Engine:
           self._state_unit[name] = unit
     self.units_trained_.append(unit)
 
+  def epochs_trained(self, name: str) -> int:
+    """Epochs fit `name` has trained so far (0 for a fit this engine has not met)."""
+    return self._epoch.get(name, 0)
+
   def params(self, name: str):
     """The current parameters of live fit `name` (one model's tree)."""
     stack, names = self._stacks[name]

@@ -179,9 +179,11 @@ class BaseSearchCV:
       """Trains `cells` (indices into `self.cells`) x folds to `until_epoch` (default: each cell's num_epochs);
       returns each cell's mean score of the refit metric at its scored epoch, and records their rows."""
       fits = self.fits(cells, dataset.num_classes)
-      bar.total += sum((until_epoch or f.optim.num_epochs) for f in fits)
+      bar.total += sum((until_epoch or f.optim.num_epochs) - engine.epochs_trained(f.name) for f in fits)
       bar.refresh()
       histories = engine.train(fits, until_epoch, on_epoch=lambda names, epoch, row: bar.update(len(names)))
+      bar.total = bar.n  # Units read back from the workdir trained nothing here.
+      bar.refresh()
       metric = self.refit or 'accuracy'
       means = []
       for c in cells:

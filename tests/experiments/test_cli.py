@@ -27,3 +27,11 @@ def test_overrides_a_purpose_does_not_read_are_refused(tiny_config):
   with pytest.raises(ConfigError, match='pretraining does not read --config.optim.num_epochs: did you mean '
                                         '--config.pretrain.num_epochs'):
     cli.refuse_unread(tiny_config, 'pretrain', ['prog', '--config.optim.num_epochs=2'])
+
+
+def test_errors_reading_the_config_are_one_readable_line():
+  describe = cli._describe  # pylint: disable=protected-access
+  assert describe(FileNotFoundError(2, 'No such file or directory', 'c.py')).startswith(
+      'cannot read the config file: [Errno 2] No such file or directory')
+  assert describe(KeyError("'learnig_rate'\nDid you mean \"learning_rate\" instead of \"learnig_rate\"?")) == (
+      "'learnig_rate' Did you mean 'learning_rate' instead of 'learnig_rate'?")

@@ -3,6 +3,7 @@ the model axis shards over devices, groups split into chunks, divergence stays i
 killed run resumes to the uninterrupted results."""
 
 import dataclasses
+import os
 
 import jax
 import numpy as np
@@ -230,3 +231,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_results(run, digits, tmp_path
   assert again.units_trained_ == []  # Everything finished: nothing trains.
   with pytest.raises(ConfigError, match='another run'):
     engine_lib.Engine(digits.images, digits.labels, layout, workdir=workdir, fingerprint={'test': 2})
+  with open(os.path.join(workdir, 'progress', '0.json'), 'w') as f:
+    f.write('{"fits": ')  # A unit's file cut short by hand (the store writes atomically).
+  with pytest.raises(ConfigError, match='0.json .*the workdir is damaged'):
+    calls(engine())

@@ -69,6 +69,11 @@ def test_every_entry_point_names_a_misspelled_or_unread_key_in_one_line(tmp_path
                        f'--config.{override}'), message)
 
 
+def test_a_missing_config_file_is_one_line(tmp_path):
+  _one_error_line(_run('experiments.train', f'--workdir={tmp_path}', '--config=experiments/configs/nope.py'),
+                  'cannot read the config file')
+
+
 BERT_DIR = os.path.join(make_reference.REFERENCE, 'bert_tiny')
 BEIT_DIR = os.path.join(make_reference.REFERENCE, 'beit_absolute_1ch')  # 8 px, patch 4, 1 channel.
 

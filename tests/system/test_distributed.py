@@ -72,4 +72,4 @@ def test_the_grid_cli_in_two_processes_gives_the_one_process_results(tiny_config
   # Process 0 reports and writes the outputs; process 1 computes its share of the models and stays quiet.
   assert 'best cell' in outputs[0] and 'best cell' not in outputs[1]
   summary = (tmp_path / 'together' / 'summary.md').read_text()
-  assert 'x2 in 2 processes' in summary and '1 of 1 units of work trained in this run' in summary
+  assert 'x2 in 2 processes' in summary and 'units of work: 1 trained in this run, 0 read back' in summary

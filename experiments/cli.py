@@ -71,11 +71,21 @@ def parse_flags(argv):
   message = _unknown_override(argv)
   if not message:
     try:
-      return flags.FLAGS(argv)
+      remaining = flags.FLAGS(argv)
+      _touch_config_flags(('config', 'grid_config'))
+      return remaining
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
       message = _unknown_override(argv) or _describe(e)
   print(f'error: {message}', file=sys.stderr)
   sys.exit(2)
+
+
+def _touch_config_flags(names) -> None:
+  """Raises the OSError of a config file that could not be read: ml_collections defers it (the flag's value raises
+  on first use), which would otherwise surface as a traceback inside main."""
+  for name in names:
+    if name in flags.FLAGS:
+      getattr(flags.FLAGS[name].value, 'keys')
 
 
 def define_config(default: str):
@@ -93,7 +103,8 @@ def _describe(e: Exception) -> str:
   """One line for an error ml_collections or absl raised while reading --config: a missing file, or a bad override
   (a KeyError's message is its first argument, not its repr)."""
   if isinstance(e, OSError):
-    return f'cannot read the config file: {e}'
+    cause = e.__cause__ if isinstance(e.__cause__, OSError) else e
+    return 'cannot read the config file: ' + ' '.join(str(cause).split())
   text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
   return ' '.join(text.replace('"', "'").split())
 

@@ -69,9 +69,10 @@ def test_every_entry_point_names_a_misspelled_or_unread_key_in_one_line(tmp_path
                        f'--config.{override}'), message)
 
 
-def test_a_missing_config_file_is_one_line(tmp_path):
-  _one_error_line(_run('experiments.train', f'--workdir={tmp_path}', '--config=experiments/configs/nope.py'),
-                  'cannot read the config file')
+@pytest.mark.parametrize('entry_point', ['train', 'grid_search', 'ablation', 'pretrain'])
+def test_a_missing_config_file_is_one_line(tmp_path, entry_point):
+  _one_error_line(_run(f'experiments.{entry_point}', f'--workdir={tmp_path}', '--config=experiments/configs/nope.py'),
+                  "cannot read the config file: Failed loading config file")
 
 
 BERT_DIR = os.path.join(make_reference.REFERENCE, 'bert_tiny')

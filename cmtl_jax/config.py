@@ -106,12 +106,25 @@ def base_config() -> ml_collections.ConfigDict:
       decay='cosine',           # After warmup: 'cosine' or 'linear' to 0, or 'constant'.
       batch_size=32,
       num_epochs=10,
+      layer_decay=1.0,          # Layer-wise LR decay (BEiT): a layer's LR x layer_decay^(depth - its id); 1 = off.
+      ema_decay=0.0,            # EMA of the weights (timm --model-ema-decay); 0 = off. On: the EMA is scored.
       schedule_epochs=0,        # Epochs the warmup + decay schedule spans (0 = num_epochs); training stops at
                                 # num_epochs. Nested CV's final fits stop at the chosen epoch of this schedule.
       eval_batch_size=256))
 
+  # The fine-tuning recipe's data side, on the device inside the training step, named as timm's train.py names it
+  # (README, "The fine-tuning recipe"; `recipe.beit_finetune` gives BEiT's published values). All off by default.
   c.augment = ml_collections.ConfigDict(dict(
-      label_smoothing=0.0))     # Targets (1 - s) one-hot + s / classes.
+      scale=(1.0, 1.0),         # Random resized crop: area share range (timm 0.08-1); (1, 1) with ratio (1, 1) = off.
+      ratio=(1.0, 1.0),         # Random resized crop: aspect-ratio range (timm 3/4-4/3).
+      hflip=0.0,                # Left-right flip probability (timm 0.5; keep 0 where orientation carries the class).
+      auto_augment='',          # RandAugment as timm writes it, e.g. 'rand-m9-mstd0.5' ('' = off).
+      reprob=0.0,               # Random erasing probability (timm 0.25 in BEiT's recipe).
+      mixup=0.0,                # Mixup alpha (0 = off; BEiT 0.8).
+      cutmix=0.0,               # CutMix alpha (0 = off; BEiT 1.0).
+      mixup_prob=1.0,           # Probability a batch is mixed when mixup or cutmix is on.
+      mixup_switch_prob=0.5,    # Probability of CutMix rather than mixup when both are on.
+      smoothing=0.0))           # Label smoothing: targets (1 - s) one-hot + s / classes (BEiT 0.1).
 
   c.search = ml_collections.ConfigDict(dict(
       grid=ml_collections.ConfigDict(),  # Values to search, shaped like the config: grid.optim.learning_rate=(...).
@@ -173,6 +186,10 @@ def key_names(config=None, prefix: str = '', groups: bool = True) -> list:
   return names
 
 
+# Keys renamed inside their group.
+RENAMED = {'augment.label_smoothing': 'augment.smoothing'}
+
+
 def key_exists(name: str) -> bool:
   """Whether a dotted config key ('seed', 'model.beit.image_size', 'search.grid.<anything>') exists."""
   return name.startswith('search.grid.') or name in key_names()
@@ -181,6 +198,8 @@ def key_exists(name: str) -> bool:
 def unknown_key_message(name: str) -> str:
   """The one line for a dotted key that names no config key: where it moved when it is a key of the flat config
   the groups replaced ('learning_rate' -> 'optim.learning_rate'), else the nearest valid keys."""
+  if name in RENAMED:
+    return f'config key {name!r} is now {RENAMED[name]!r} (timm\'s name): use --config.{RENAMED[name]}=...'
   values = key_names(groups=False)
   moved = [key for key in values if key.endswith('.' + name)]
   if len(moved) == 1:
@@ -291,10 +310,29 @@ def _validate_optim(o) -> None:
   if o.schedule_epochs and o.schedule_epochs < o.num_epochs:
     raise ConfigError(f'optim.schedule_epochs ({o.schedule_epochs}) must be 0 or >= optim.num_epochs '
                       f'({o.num_epochs}).')
+  if not 0 < o.layer_decay <= 1:
+    raise ConfigError(f'optim.layer_decay must lie in (0, 1], got {o.layer_decay!r}.')
+  if not 0 <= o.ema_decay < 1:
+    raise ConfigError(f'optim.ema_decay must lie in [0, 1), got {o.ema_decay!r}.')
   if not 0 <= o.momentum < 1:
     raise ConfigError(f'optim.momentum must lie in [0, 1), got {o.momentum!r}.')
   if o.warmup_fraction >= 1:
     raise ConfigError(f'optim.warmup_fraction must be < 1, got {o.warmup_fraction!r}.')
+
+
+def _validate_augment(a) -> None:
+  for key in ('scale', 'ratio'):
+    value = tuple(a[key])
+    if len(value) != 2 or not 0 < value[0] <= value[1]:
+      raise ConfigError(f'augment.{key} must be two numbers 0 < low <= high, got {tuple(a[key])!r}.')
+  if a.scale[1] > 1:
+    raise ConfigError(f'augment.scale must lie within (0, 1], got {tuple(a.scale)!r}.')
+  for key in ('hflip', 'reprob', 'mixup_prob', 'mixup_switch_prob'):
+    if not 0 <= a[key] <= 1:
+      raise ConfigError(f'augment.{key} must lie in [0, 1], got {a[key]!r}.')
+  if not 0 <= a.smoothing < 1:
+    raise ConfigError(f'augment.smoothing must lie in [0, 1), got {a.smoothing!r}.')
+  _non_negative(a, 'augment', ('mixup', 'cutmix'))
 
 
 def _validate_search(s, num_epochs: int) -> None:
@@ -348,8 +386,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_data(config.data)
   _validate_model(config.model)
   _validate_optim(config.optim)
-  if not 0 <= config.augment.label_smoothing < 1:
-    raise ConfigError(f'augment.label_smoothing must lie in [0, 1), got {config.augment.label_smoothing!r}.')
+  _validate_augment(config.augment)
   _validate_search(config.search, config.optim.num_epochs)
   _validate_ablation(config.ablation)
   _validate_pretrain(config.pretrain)

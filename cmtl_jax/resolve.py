@@ -17,6 +17,7 @@ from typing import Optional
 import ml_collections
 
 from cmtl_jax import config as config_lib
+from cmtl_jax.augment import randaugment
 from cmtl_jax.errors import ConfigError
 from cmtl_jax.models import checkpoints
 from cmtl_jax.models.configs import BEIT_TRAINING_KEYS, BeitConfig, BertConfig
@@ -101,6 +102,8 @@ class OptimSpec(_Spec):
   num_epochs: int
   schedule_epochs: int
   eval_batch_size: int
+  layer_decay: float
+  ema_decay: float
 
   def program_key(self) -> 'OptimSpec':
     """What of the optimisation shapes a compiled program: everything but the peak learning rate (injected into
@@ -111,7 +114,17 @@ class OptimSpec(_Spec):
 
 @dataclasses.dataclass(frozen=True)
 class AugmentSpec(_Spec):
-  label_smoothing: float
+  """`config.augment`: the training-time augmentation `cmtl_jax.augment.make_augment` builds (timm's names)."""
+  scale: tuple
+  ratio: tuple
+  hflip: float
+  auto_augment: str
+  reprob: float
+  mixup: float
+  cutmix: float
+  mixup_prob: float
+  mixup_switch_prob: float
+  smoothing: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +231,15 @@ def _fields(spec_cls, group: _Reader, **resolved):
                      for f in dataclasses.fields(spec_cls)})
 
 
+def _augment(group: _Reader) -> AugmentSpec:
+  """The augmentation spec, ranges as tuples of floats; a RandAugment string that does not parse is refused."""
+  spec = _fields(AugmentSpec, group, scale=tuple(float(v) for v in group.scale),
+                 ratio=tuple(float(v) for v in group.ratio))
+  if spec.auto_augment:
+    randaugment.parse(spec.auto_augment)
+  return spec
+
+
 def _flat_grid(grid: dict, prefix: str = '') -> tuple:
   """`search.grid` ({'optim': {'learning_rate': (...)}}) as sorted `((dotted key, tuple of values), ...)`."""
   flat = []
@@ -310,7 +332,7 @@ def resolve(config: ml_collections.ConfigDict, purpose: str = 'train') -> Run:
                reads=frozenset(seen))
   model = _model(c.model)
   run = Run(purpose, c.seed, _data(c.data, model.beit), model, optim=_optim(c.optim),
-            augment=_fields(AugmentSpec, c.augment))
+            augment=_augment(c.augment))
   if purpose in ('search', 'ablation'):  # One model trains on one device; stacks of models are laid out.
     run = run.replace(search=_search(c.search, purpose), devices=_fields(DevicesSpec, c.devices))
   if purpose == 'ablation':

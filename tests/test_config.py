@@ -30,7 +30,7 @@ BAD_CONFIG = [
     ('search.score_epoch', 'first', "unknown search.score_epoch 'first'"),
     ('search.kind', 'random', "unknown search.kind 'random': choose one of exhaustive, halving"),
     ('ablation.curve_sizes', (10, 0), 'ablation.curve_sizes must be positive integers'),
-    ('augment.label_smoothing', 1.0, 'augment.label_smoothing must lie in \\[0, 1\\)'),
+    ('augment.smoothing', 1.0, 'augment.smoothing must lie in \\[0, 1\\)'),
     ('model.variant', 'clip', "unknown model.variant 'clip': choose one of hybrid, beit"),
     ('optim.optimizer', 'rmsprop', "unknown optim.optimizer 'rmsprop': choose one of sgdm, adam"),
     ('optim.learning_rate', -0.1, 'optim.learning_rate must be a positive number'),

@@ -77,7 +77,7 @@ def programs_for(fit: Fit, *, steps: int, width: int, mesh) -> stacked.Programs:
     tx = optim_lib.from_spec(fit.optim, steps_per_epoch=steps, task=fit.task)
     _PROGRAMS[key] = stacked.make_programs(
         fit.task, tx, batch_size=fit.optim.batch_size, steps=steps, eval_batch_size=fit.optim.eval_batch_size,
-        label_smoothing=fit.augment.label_smoothing, width=width, mesh=mesh)
+        augment=fit.augment, width=width, mesh=mesh)
     while len(_PROGRAMS) > _PROGRAMS_KEPT:
       del _PROGRAMS[next(iter(_PROGRAMS))]
   return _PROGRAMS[key]

@@ -86,12 +86,12 @@ class Programs:
 
 
 def make_programs(task, tx, *, batch_size: int, steps: int, eval_batch_size: int = 256,
-                  label_smoothing: float = 0.0, width: int = 0, mesh: Optional[Mesh] = None) -> Programs:
+                  augment=None, width: int = 0, mesh: Optional[Mesh] = None) -> Programs:
   """Jits the group's epoch and scoring functions of `task` (compiled at their first call)."""
   # Epoch e of every model uses fold_in(its key, e), derived inside the program (`train.core`), so that the keys
   # never leave the (possibly sharded) program.
   epoch_fn = classification.make_train_epoch(task, tx, batch_size=batch_size, steps=steps,
-                                             label_smoothing=label_smoothing)
+                                             augment=augment)
   score_fn = classification.make_score(task, batch_size=eval_batch_size)
 
   if width == 1:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cmtl_jax import augment as augment_lib
 from cmtl_jax import metrics as metrics_lib
 from cmtl_jax.train import core
 
@@ -23,20 +24,32 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
   return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def make_train_epoch(task, tx, *, batch_size: int, steps: int, label_smoothing: float = 0.0,
-                     impl=None) -> Callable:
+def make_train_epoch(task, tx, *, batch_size: int, steps: int, augment=None, impl=None) -> Callable:
   """Returns `epoch_fn(state, raw_rng, epoch, images, labels, train_idx) -> (state, {'loss'})`: one epoch of
   `core.make_epoch` on the cross-entropy of `task`, batches drawn from `train_idx` in a new order each epoch.
+
+  Args:
+    augment: a `resolve.AugmentSpec` (or None: none). When it augments (`cmtl_jax.augment.is_on`), each step splits
+      its key into the augmentation's and the model's (dropout, drop path) and trains on the augmented batch's soft
+      targets; otherwise the step is the plain one, with `augment.smoothing` label smoothing.
 
   Args of the returned function:
     state: `core.init_state`'s (donate it when jitting); raw_rng: key data (`impl`'s layout); epoch: int32.
     images: uint8 `[N, H, W, C]`, all images on the device; labels: int32 `[N]`.
     train_idx: int32 `[n]` indices of the training examples, -1 = padding; n >= steps * batch_size valid ones.
   """
+  augment_fn = augment_lib.make_augment(augment, task.num_classes) if augment is not None else None
+  smoothing = augment.smoothing if augment is not None else 0.0
+
   def loss_fn(params, idx, rng, shared):
     images, labels = shared
-    logits = task.apply(params, images[idx], train=True, rng=rng)
-    return cross_entropy(logits, labels[idx], label_smoothing), {}
+    if augment_fn is None:
+      logits = task.apply(params, images[idx], train=True, rng=rng)
+      return cross_entropy(logits, labels[idx], smoothing), {}
+    augment_rng, rng = jax.random.split(rng)
+    batch, targets = augment_fn(augment_rng, images[idx], labels[idx])
+    logits = task.apply(params, batch, train=True, rng=rng)
+    return optax.softmax_cross_entropy(logits, targets).mean(), {}
 
   batches = lambda rng, shared, train_idx: core.epoch_order(rng, train_idx, steps, batch_size)
   epoch = core.make_epoch(loss_fn, tx, steps=steps, batches=batches, impl=impl)

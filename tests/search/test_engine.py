@@ -62,6 +62,24 @@ def test_a_stack_equals_each_model_trained_alone(run, digits, monkeypatch):
   assert len(set(losses)) == 4
 
 
+RECIPE = dict(scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), hflip=0.5, auto_augment='rand-m9-mstd0.5', reprob=0.25,
+              mixup=0.8, cutmix=1.0, smoothing=0.1)
+
+
+def test_a_stack_with_the_recipe_equals_each_model_trained_alone(run, digits):
+  recipe = run.augment.replace(**RECIPE)
+  fits = [dataclasses.replace(f, augment=recipe) for f in make_fits(run, digits, [(1e-3, 0), (1e-3, 1), (3e-2, 2)])]
+  stack = engine_lib.Engine(digits.images, digits.labels, devices(run, vmap_width=1)).train(fits)
+  for fit in fits:
+    alone = engine_lib.Engine(digits.images, digits.labels, resolve.ONE_DEVICE).train([fit])[fit.name]
+    for key in KEYS:
+      np.testing.assert_array_equal(stack[fit.name][key], alone[key], err_msg=key)
+  # The augmentation is really on: the same model without it trains to other losses.
+  plain = engine_lib.Engine(digits.images, digits.labels, resolve.ONE_DEVICE).train(
+      [dataclasses.replace(fits[0], augment=run.augment)])[fits[0].name]
+  assert not np.array_equal(plain['loss'], stack[fits[0].name]['loss'])
+
+
 def test_a_planted_stream_swap_is_caught(run, digits):
   """The equality above can fail: two models whose PRNG streams are swapped train differently."""
   fit, = make_fits(run, digits, [(1e-3, 0)])

@@ -110,13 +110,31 @@ def lr_multipliers(pretrained, fresh_multiplier: float):
   return jax.tree.map(lambda p: 1.0 if p else float(fresh_multiplier), pretrained)
 
 
+def layer_scales(layer_ids, decay: float):
+  """Layer-wise LR decay (Bao et al. 2021, BEiT; Clark et al. 2020, ELECTRA): a leaf at depth `id` of
+  `num_layers` gets decay ** (num_layers - 1 - id), so the top (head) gets 1 and the embeddings the smallest.
+  `layer_ids` is `(tree of ids, num_layers)` (`models.build.layer_ids`); a tree of floats like the ids."""
+  ids, num_layers = layer_ids
+  return jax.tree.map(lambda i: float(decay) ** (num_layers - 1 - i), ids)
+
+
+def multipliers(spec, task):
+  """Per-leaf LR factors of `task` under a `resolve.OptimSpec`: `fresh_lr_multiplier` on leaves that start random,
+  times the layer-decay scale (`layer_scales`) when `spec.layer_decay` < 1. The per-model peak LR multiplies them
+  all (it is injected), so a grid over learning rates still trains as one stack."""
+  factors = lr_multipliers(task.pretrained, spec.fresh_lr_multiplier)
+  if spec.layer_decay < 1:
+    factors = jax.tree.map(lambda f, s: f * s, factors, layer_scales(task.layer_ids, spec.layer_decay))
+  return factors
+
+
 def from_spec(spec, *, steps_per_epoch: int, task, learning_rate=None) -> optax.GradientTransformation:
   """The optimiser a `resolve.OptimSpec` describes for `task`: its schedule spans `spec.schedule_epochs` epochs of
-  `steps_per_epoch` steps (training may stop earlier, at `spec.num_epochs`); leaves that start random (False in
-  `task.pretrained`) get `spec.fresh_lr_multiplier` x the peak LR (default `spec.learning_rate`); `task.frozen`
-  leaves stay fixed."""
+  `steps_per_epoch` steps (training may stop earlier, at `spec.num_epochs`); each leaf's LR is the peak LR
+  (default `spec.learning_rate`) times `multipliers` (fresh weights, layer decay); `task.frozen` leaves stay
+  fixed."""
   return make_optimizer(
       spec.optimizer, spec.learning_rate if learning_rate is None else learning_rate,
       total_steps=steps_per_epoch * spec.schedule_epochs, warmup_fraction=spec.warmup_fraction, decay=spec.decay,
       momentum=spec.momentum, weight_decay=spec.weight_decay, grad_clip=spec.grad_clip,
-      lr_multipliers=lr_multipliers(task.pretrained, spec.fresh_lr_multiplier), frozen=task.frozen)
+      lr_multipliers=multipliers(spec, task), frozen=task.frozen)

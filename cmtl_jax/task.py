@@ -12,6 +12,7 @@ The interface (what `train.core`, `train.classification` and `search.engine` use
   init_stacked(rngs) -> params     M models at once, leaves `[M, ...]`, model i = `init(rngs[i])`
   apply(params, images, train, rng) -> logits   uint8 images `[B, h, w, c]` -> float32 `[B, num_classes]`
   pretrained                       a tree like the params, True on leaves from a checkpoint (learning-rate factor)
+  layer_ids                        (tree of int depths like the params, number of depths): layer-wise LR decay
   frozen                           a tree like the params, True on leaves that never change, or None
   activation_bytes(batch_size)     one model's training activations for one batch (memory planning)
   train_step_flops(batch_size)     model FLOPs of one training step (cost tables, MFU)
@@ -53,6 +54,7 @@ class ClassifierTask:
     self.model, self._loaded, self.pretrained, self.sources = model_lib.build_model(
         spec, num_classes, jax.random.key(0))
     self.frozen = model_lib.frozen_mask(self.pretrained) if spec.freeze_bert else None
+    self.layer_ids = model_lib.layer_ids(self.pretrained)
 
   @property
   def key(self) -> tuple:

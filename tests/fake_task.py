@@ -21,6 +21,7 @@ class FakeTask:
     self.inputs = inputs
     self.pretrained = {'dense': {'kernel': False, 'bias': False}}
     self.frozen = None
+    self.layer_ids = ({'dense': {'kernel': 0, 'bias': 1}}, 2)  # The kernel one layer below the bias.
 
   @property
   def key(self):

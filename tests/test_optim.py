@@ -9,6 +9,7 @@ import pytest
 
 from cmtl_jax import optim
 from cmtl_jax import resolve
+from cmtl_jax.task import ClassifierTask
 from tests.fake_task import FakeTask
 
 
@@ -94,3 +95,41 @@ def test_from_spec_reads_the_schedule_and_the_task_trees(tiny_config):
   for _ in range(9):  # The linear decay spans schedule_epochs (4 x 5 steps), not num_epochs (2 x 5): at the 10th
     updates, state = tx.update(grads, state, params)  # step (count 9) 1 - 9/20 of the peak, not 1 - 9/10.
   np.testing.assert_allclose(updates['dense']['kernel'], -0.1 * (1 - 9 / 20), rtol=1e-5)
+
+
+def test_layer_ids_follow_beits_rule_through_the_hybrid(tiny_config):
+  tiny_config.model.bert_layers = 2
+  task = ClassifierTask(resolve.resolve(tiny_config).model, 10)  # BEiT 1 layer -> bridge -> BERT 2 layers.
+  ids, num_layers = task.layer_ids
+  assert num_layers == 1 + 2 + 1 + 2  # Embeddings, 1 BEiT layer, the bridge, 2 BERT layers, the top.
+  assert ids['beit_embeddings']['cls_token'] == 0
+  assert {ids['beit_embeddings']['patch_embeddings']['projection']['kernel']} == {0}
+  assert set(jax.tree.leaves(ids['beit_encoder']['layer']['0'])) == {1}
+  assert set(jax.tree.leaves(ids['adapter'])) == set(jax.tree.leaves(ids['adapter_norm'])) == {2}
+  assert set(jax.tree.leaves(ids['bert_encoder']['layer']['0'])) == {3}
+  assert set(jax.tree.leaves(ids['bert_encoder']['layer']['1'])) == {4}
+  assert set(jax.tree.leaves(ids['head'])) == set(jax.tree.leaves(ids['pool_norm'])) == {5}
+  tiny_config.model.variant = 'beit'  # BEiT alone: BEiT's own ids (embeddings 0, layer 1, top 2).
+  ids, num_layers = ClassifierTask(resolve.resolve(tiny_config).model, 10).layer_ids
+  assert num_layers == 3 and set(jax.tree.leaves(ids['head'])) == {2}
+
+
+def test_layer_decay_scales_each_leafs_update_and_composes_with_the_injected_lr(tiny_config):
+  tiny_config.optim.update(dict(optimizer='sgdm', momentum=0.0, warmup_fraction=0.0, decay='constant',
+                                grad_clip=0.0, learning_rate=0.1, fresh_lr_multiplier=10.0))
+  task = FakeTask()
+  task.pretrained = {'dense': {'kernel': True, 'bias': False}}  # Layer ids: kernel 0, bias 1 of 2.
+  params = task.init(jax.random.key(0))
+  grads = jax.tree.map(jnp.ones_like, params)
+
+  def first_update(layer_decay, learning_rate=None):
+    spec = resolve.resolve(tiny_config).optim.replace(layer_decay=layer_decay)
+    tx = optim.from_spec(spec, steps_per_epoch=5, task=task, learning_rate=learning_rate)
+    return tx.update(grads, tx.init(params), params)[0]
+
+  decayed = first_update(0.65)
+  np.testing.assert_allclose(decayed['dense']['kernel'], -0.1 * 0.65, rtol=1e-6)  # Pretrained, one layer down.
+  np.testing.assert_allclose(decayed['dense']['bias'], -0.1 * 10.0, rtol=1e-6)    # Fresh, on top: scale 1.
+  np.testing.assert_allclose(first_update(1.0)['dense']['kernel'], -0.1, rtol=1e-6)  # 1 = off.
+  # Another model's injected peak LR multiplies the same factors.
+  np.testing.assert_allclose(first_update(0.65, learning_rate=0.02)['dense']['kernel'], -0.02 * 0.65, rtol=1e-6)

@@ -163,6 +163,39 @@ def frozen_mask(pretrained) -> dict:
   return jax.tree_util.tree_map_with_path(frozen, pretrained)
 
 
+def layer_ids(params) -> tuple:
+  """Each leaf's depth for layer-wise learning-rate decay, BEiT's rule (Bao et al. 2021, `get_layer_id_for_vit` in
+  unilm/beit) continued through the hybrid: BEiT's embeddings 0, BEiT layer i i + 1; then, in the hybrid, the
+  bridge (adapter and its norm) one layer of its own, L_beit + 1, and BERT layer j L_beit + 2 + j; everything on
+  top (pooling norm, head, BEiT's shared relative position bias as BEiT places it) the last id.
+
+  Args:
+    params: a classifier's parameter tree (or its shapes).
+
+  Returns:
+    (ids, num_layers): a tree like `params` of int ids, and the number of ids (the last is num_layers - 1). A
+    leaf's LR scale is decay ** (num_layers - 1 - id) (`optim.layer_scales`).
+  """
+  beit_layers = len(params['beit_encoder']['layer'])
+  bert_layers = len(params['bert_encoder']['layer']) if 'bert_encoder' in params else 0
+  bridge = beit_layers + 1 if 'bert_encoder' in params else None
+  num_layers = beit_layers + 2 + (bert_layers + 1 if bridge else 0)
+
+  def layer_id(path, _):
+    names = [str(getattr(k, 'key', '')) for k in path]
+    if names[0] == 'beit_embeddings':
+      return 0
+    if names[0] == 'beit_encoder' and names[1] == 'layer':
+      return int(names[2]) + 1
+    if names[0] in ('adapter', 'adapter_norm'):
+      return bridge
+    if names[0] == 'bert_encoder':
+      return bridge + 1 + int(names[2])
+    return num_layers - 1
+
+  return jax.tree_util.tree_map_with_path(layer_id, params), num_layers
+
+
 def activation_bytes(model, batch_size: int) -> int:
   """A rough upper estimate of one model's training activations for one batch (float32, kept for the backward
   pass): per layer and token ~12 hidden-wide vectors and 2 intermediate-wide ones, plus 2 attention maps."""

@@ -77,15 +77,15 @@ def programs_for(fit: Fit, *, steps: int, width: int, mesh) -> stacked.Programs:
     tx = optim_lib.from_spec(fit.optim, steps_per_epoch=steps, task=fit.task)
     _PROGRAMS[key] = stacked.make_programs(
         fit.task, tx, batch_size=fit.optim.batch_size, steps=steps, eval_batch_size=fit.optim.eval_batch_size,
-        augment=fit.augment, width=width, mesh=mesh)
+        augment=fit.augment, ema_decay=fit.optim.ema_decay, width=width, mesh=mesh)
     while len(_PROGRAMS) > _PROGRAMS_KEPT:
       del _PROGRAMS[next(iter(_PROGRAMS))]
   return _PROGRAMS[key]
 
 
-def state_bytes(task, tx) -> int:
-  """Bytes of one model's train state (params and optimiser state) under `tx`."""
-  shapes = jax.eval_shape(lambda: core.init_state(task.init(jax.random.key(0)), tx))
+def state_bytes(task, tx, ema: bool = False) -> int:
+  """Bytes of one model's train state (params, optimiser state, and the EMA when kept) under `tx`."""
+  shapes = jax.eval_shape(lambda: core.init_state(task.init(jax.random.key(0)), tx, ema))
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes))
 
 
@@ -157,7 +157,7 @@ class Engine:
     mesh = self.mesh if self.width != 1 else None
     programs = programs_for(fits[0], steps=steps, width=self.width, mesh=mesh)
     chunk = self.models_per_program or auto_models_per_program(
-        state_bytes(fits[0].task, programs.tx), fits[0].task.activation_bytes(fits[0].optim.batch_size),
+        state_bytes(fits[0].task, programs.tx, programs.ema), fits[0].task.activation_bytes(fits[0].optim.batch_size),
         vectorised=self.width != 1, devices=mesh.size if mesh is not None else 1)
     return programs, min(chunk, len(fits))
 

@@ -73,29 +73,39 @@ class Programs:
     train_epoch: `(state, raw_rng, epoch, images, labels, train_idx) -> (state, loss)`; the state is donated.
       Vectorised programs take leaves `[m, ...]`, raw PRNG key data `[m, 2]`, `train_idx [m, n]`; the
       single-model program the same without the leading axis.
-    score: `(params, val_idx, images, labels) -> {metric: [m] or scalar}` validation scores.
+    score: `(state, val_idx, images, labels) -> {metric: [m] or scalar}` validation scores of the state's
+      `core.weights` (the EMA when kept, and then `raw_accuracy` of the params beside).
     tx: the optimiser (its state's structure; each model's peak LR is injected into it).
     width: models per call (1 = the single-model program, run model after model).
     mesh: the device mesh the model axis is sharded over, or None.
+    ema: whether states keep an EMA of the weights.
   """
   train_epoch: Callable
   score: Callable
   tx: object
   width: int
   mesh: Optional[Mesh]
+  ema: bool = False
 
 
 def make_programs(task, tx, *, batch_size: int, steps: int, eval_batch_size: int = 256,
-                  augment=None, width: int = 0, mesh: Optional[Mesh] = None) -> Programs:
+                  augment=None, ema_decay: float = 0.0, width: int = 0, mesh: Optional[Mesh] = None) -> Programs:
   """Jits the group's epoch and scoring functions of `task` (compiled at their first call)."""
   # Epoch e of every model uses fold_in(its key, e), derived inside the program (`train.core`), so that the keys
   # never leave the (possibly sharded) program.
   epoch_fn = classification.make_train_epoch(task, tx, batch_size=batch_size, steps=steps,
-                                             augment=augment)
-  score_fn = classification.make_score(task, batch_size=eval_batch_size)
+                                             augment=augment, ema_decay=ema_decay)
+  score_params = classification.make_score(task, batch_size=eval_batch_size)
 
+  def score_fn(state, idx, images, labels):
+    scores = score_params(core.weights(state), idx, images, labels)
+    if 'ema' in state:
+      scores['raw_accuracy'] = score_params(state['params'], idx, images, labels)['accuracy']
+    return scores
+
+  ema = ema_decay > 0
   if width == 1:
-    return Programs(jax.jit(epoch_fn, donate_argnums=0), jax.jit(score_fn), tx, 1, None)
+    return Programs(jax.jit(epoch_fn, donate_argnums=0), jax.jit(score_fn), tx, 1, None, ema)
   out = {}
   if mesh is not None:  # States stay sharded over the models; losses and scores come back to every process.
     models, replicated = NamedSharding(mesh, PartitionSpec(MODELS)), NamedSharding(mesh, PartitionSpec())
@@ -103,26 +113,26 @@ def make_programs(task, tx, *, batch_size: int, steps: int, eval_batch_size: int
   train_epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, None, None, None, 0)), donate_argnums=0,
                         **out.get('epoch', {}))
   score = jax.jit(jax.vmap(score_fn, in_axes=(0, 0, None, None)), **out.get('score', {}))
-  return Programs(train_epoch, score, tx, width, mesh)
+  return Programs(train_epoch, score, tx, width, mesh, ema)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Stacks of models.
 
-@functools.partial(jax.jit, static_argnums=2)
-def _init_states(params, learning_rates, tx):
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _init_states(params, learning_rates, tx, ema):
   """Stacked train states with each model's peak learning rate injected. One program, so every leaf comes out
   alike (committed to the device): an array made outside (e.g. `jnp.asarray(learning_rates)`, uncommitted) would
   make the epoch program's first call differ from its later ones, which take its outputs, and compile it twice."""
-  state = jax.vmap(lambda p: core.init_state(p, tx))(params)
+  state = jax.vmap(lambda p: core.init_state(p, tx, ema))(params)
   state['opt'] = state['opt']._replace(hyperparams={**state['opt'].hyperparams, 'learning_rate': learning_rates})
   return state
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def _init_state(params, learning_rate, tx):
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _init_state(params, learning_rate, tx, ema):
   """One model's train state with its peak learning rate injected (the single-model program's)."""
-  state = core.init_state(params, tx)
+  state = core.init_state(params, tx, ema)
   state['opt'] = state['opt']._replace(hyperparams={**state['opt'].hyperparams, 'learning_rate': learning_rate})
   return state
 
@@ -160,12 +170,13 @@ class Stack:
       # Committed to the device, as the program's outputs are: its first call and its later ones then look alike to
       # jit, which compiles once.
       device = jax.local_devices()[0]
-      self._chunks = [{'rows': 1, 'state': _init_state(p, jax.device_put(learning_rates[i], device), programs.tx),
+      self._chunks = [{'rows': 1, 'state': _init_state(p, jax.device_put(learning_rates[i], device), programs.tx,
+                                                                  programs.ema),
                        **dict(zip(('train', 'val', 'rng'), jax.device_put(
                            (train_idx[i], val_idx[i], raw_rngs[i]), device)))}
                       for i, p in enumerate(params)]
     else:
-      self._place(_init_states(params, learning_rates, programs.tx), jnp.asarray(train_idx), jnp.asarray(val_idx),
+      self._place(_init_states(params, learning_rates, programs.tx, programs.ema), jnp.asarray(train_idx), jnp.asarray(val_idx),
                   jnp.asarray(raw_rngs))
 
   @property
@@ -197,10 +208,11 @@ class Stack:
     return parts[0] if len(parts) == 1 else jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts)
 
   def params_of(self, row: int):
-    """The current parameters of the model at position `row` of the stack (one model's tree)."""
+    """The current weights (`core.weights`: the EMA when kept) of the model at position `row` of the stack (one
+    model's tree)."""
     if self.single:
-      return self._chunks[row]['state']['params']
-    return jax.tree.map(lambda x: x[row], self._joined('state')['params'])
+      return core.weights(self._chunks[row]['state'])
+    return jax.tree.map(lambda x: x[row], core.weights(self._joined('state')))
 
   def state_like(self) -> list:
     """Empty numpy arrays shaped like `host_state`'s (a checkpoint's target to read states into)."""
@@ -259,7 +271,8 @@ class Stack:
     if programs.mesh is not None:
       images, labels = put((images, labels), NamedSharding(programs.mesh, PartitionSpec()))
     scored = self._chunks[0]['val'].shape[-1] > 0
-    keys = ('loss', 'seconds', *(metrics_lib.METRICS if scored else ()))
+    metrics_kept = (*metrics_lib.METRICS, *(('raw_accuracy',) if programs.ema else ())) if scored else ()
+    keys = ('loss', 'seconds', *metrics_kept)
     history = {k: [] for k in keys}
     start = time.perf_counter()
     for epoch in range(self.epoch + 1, until_epoch + 1):
@@ -273,9 +286,9 @@ class Stack:
         losses.append(loss)
         if scored:
           scores.append({k: np.where(finite, np.atleast_1d(np.asarray(v))[:chunk['rows']], np.nan)
-                         for k, v in programs.score(chunk['state']['params'], chunk['val'], images, labels).items()})
+                         for k, v in programs.score(chunk['state'], chunk['val'], images, labels).items()})
       row = {'loss': np.concatenate(losses), 'seconds': np.full(len(self.models), time.perf_counter() - start)}
-      row.update({k: np.concatenate([s[k] for s in scores]) for k in metrics_lib.METRICS if scored})
+      row.update({k: np.concatenate([s[k] for s in scores]) for k in metrics_kept})
       for k in keys:
         history[k].append(row[k])
       self.epoch = epoch

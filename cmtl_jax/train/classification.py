@@ -24,7 +24,8 @@ def cross_entropy(logits, labels, label_smoothing: float = 0.0):
   return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def make_train_epoch(task, tx, *, batch_size: int, steps: int, augment=None, impl=None) -> Callable:
+def make_train_epoch(task, tx, *, batch_size: int, steps: int, augment=None, impl=None,
+                     ema_decay: float = 0.0) -> Callable:
   """Returns `epoch_fn(state, raw_rng, epoch, images, labels, train_idx) -> (state, {'loss'})`: one epoch of
   `core.make_epoch` on the cross-entropy of `task`, batches drawn from `train_idx` in a new order each epoch.
 
@@ -32,6 +33,7 @@ def make_train_epoch(task, tx, *, batch_size: int, steps: int, augment=None, imp
     augment: a `resolve.AugmentSpec` (or None: none). When it augments (`cmtl_jax.augment.is_on`), each step splits
       its key into the augmentation's and the model's (dropout, drop path) and trains on the augmented batch's soft
       targets; otherwise the step is the plain one, with `augment.smoothing` label smoothing.
+    ema_decay: the EMA's decay, for states made with `core.init_state(..., ema=True)`.
 
   Args of the returned function:
     state: `core.init_state`'s (donate it when jitting); raw_rng: key data (`impl`'s layout); epoch: int32.
@@ -52,7 +54,7 @@ def make_train_epoch(task, tx, *, batch_size: int, steps: int, augment=None, imp
     return optax.softmax_cross_entropy(logits, targets).mean(), {}
 
   batches = lambda rng, shared, train_idx: core.epoch_order(rng, train_idx, steps, batch_size)
-  epoch = core.make_epoch(loss_fn, tx, steps=steps, batches=batches, impl=impl)
+  epoch = core.make_epoch(loss_fn, tx, steps=steps, batches=batches, impl=impl, ema_decay=ema_decay)
 
   def train_epoch(state, raw_rng, e, images, labels, train_idx):
     return epoch(state, raw_rng, e, (images, labels), train_idx)

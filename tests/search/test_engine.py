@@ -80,6 +80,26 @@ def test_a_stack_with_the_recipe_equals_each_model_trained_alone(run, digits):
   assert not np.array_equal(plain['loss'], stack[fits[0].name]['loss'])
 
 
+def test_with_an_ema_the_ema_is_scored_and_returned_and_the_raw_weights_scored_beside(run, digits):
+  fits = [dataclasses.replace(f, optim=f.optim.replace(ema_decay=0.9))
+          for f in make_fits(run, digits, [(3e-2, 0), (3e-2, 1)])]
+  engine = engine_lib.Engine(digits.images, digits.labels, devices(run, vmap_width=1))
+  stack = engine.train(fits)
+  alone = engine_lib.Engine(digits.images, digits.labels, resolve.ONE_DEVICE).train([fits[1]])[fits[1].name]
+  for key in (*KEYS, 'raw_accuracy'):
+    np.testing.assert_array_equal(stack[fits[1].name][key], alone[key], err_msg=key)
+  plain = engine_lib.Engine(digits.images, digits.labels, resolve.ONE_DEVICE).train(
+      [dataclasses.replace(fits[1], optim=run.optim.replace(learning_rate=3e-2))])[fits[1].name]
+  np.testing.assert_array_equal(alone['raw_accuracy'], plain['accuracy'])  # The raw weights train as without EMA.
+  assert not np.array_equal(alone['accuracy'], plain['accuracy'])        # ... and the EMA is what is scored.
+  task = fits[0].task
+  returned = engine.params(fits[0].name)
+  val = np.asarray(fits[0].val_idx)
+  logits = task.apply(returned, digits.images[val])
+  np.testing.assert_allclose((np.argmax(logits, -1) == digits.labels[val]).mean(), stack[fits[0].name]['accuracy'][-1],
+                             atol=1e-6)  # The weights returned are the ones scored: the EMA.
+
+
 def test_a_planted_stream_swap_is_caught(run, digits):
   """The equality above can fail: two models whose PRNG streams are swapped train differently."""
   fit, = make_fits(run, digits, [(1e-3, 0)])

@@ -19,7 +19,7 @@ def test_epoch_order_uses_each_valid_index_once_and_drops_padding():
   assert not np.array_equal(np.asarray(other), np.asarray(order))
 
 
-def _linear_epoch(tx, steps=3, impl=None):
+def _linear_epoch(tx, steps=3, impl=None, ema_decay=0.0):
   """An epoch of a least-squares model whose batches are rows of `own`, and whose loss reads the step's key."""
   def loss_fn(params, batch, rng, shared):
     x, y = shared
@@ -27,7 +27,7 @@ def _linear_epoch(tx, steps=3, impl=None):
     return jnp.mean((x[batch] @ params['w'] - y[batch]) ** 2) + noise, {'noise': noise}
 
   batches = lambda rng, shared, own: own[jax.random.permutation(rng, own.shape[0])][:steps]
-  return core.make_epoch(loss_fn, tx, steps=steps, batches=batches, impl=impl)
+  return core.make_epoch(loss_fn, tx, steps=steps, batches=batches, impl=impl, ema_decay=ema_decay)
 
 
 def _problem():
@@ -75,3 +75,30 @@ def test_a_non_finite_step_marks_the_model_diverged_and_keeps_its_last_finite_pa
   fine, _ = good(core.init_state({'w': jnp.ones(3)}, optax.sgd(1e-2)), jax.random.key_data(jax.random.key(0)),
                  np.int32(1), shared, own)
   assert bool(fine['finite'])
+
+
+def test_the_ema_follows_the_warmed_up_recurrence_and_is_what_is_evaluated():
+  tx = optax.sgd(0.05)
+  epoch = jax.jit(_linear_epoch(tx, steps=1, ema_decay=0.9))
+  shared, own = _problem()
+  state = core.init_state({'w': jnp.zeros(3)}, tx, True)
+  ema = np.zeros(3)
+  for e in range(1, 6):  # One step per epoch: the params after every step.
+    state, _ = epoch(state, jax.random.key_data(jax.random.key(0)), np.int32(e), shared, own)
+    t = e - 1
+    d = min(0.9, (1 + t) / (10 + t))  # 0.1, 0.18, 0.25, ...: early updates follow the weights.
+    ema = d * ema + (1 - d) * np.asarray(state['params']['w'], np.float64)
+    np.testing.assert_allclose(state['ema']['w'], ema, rtol=1e-5)
+  assert int(state['ema_steps']) == 5
+  assert core.weights(state) is state['ema'] and not np.allclose(state['ema']['w'], state['params']['w'])
+  plain = core.init_state({'w': jnp.zeros(3)}, tx)
+  assert 'ema' not in plain and core.weights(plain) is plain['params']
+
+
+def test_a_diverged_step_leaves_the_ema_as_it_was():
+  tx = optim.make_optimizer('sgdm', 1e38, total_steps=10, warmup_fraction=0.0, decay='constant')
+  epoch = jax.jit(_linear_epoch(tx, steps=3, ema_decay=0.5))
+  shared, own = _problem()
+  state, _ = epoch(core.init_state({'w': jnp.ones(3)}, tx, True), jax.random.key_data(jax.random.key(0)),
+                   np.int32(1), shared, own)
+  assert not bool(state['finite']) and np.isfinite(np.asarray(state['ema']['w'])).all()

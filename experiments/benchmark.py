@@ -3,13 +3,15 @@
   python -m experiments.benchmark --workdir=/tmp/cmtl_bench
 
 Prints each measurement and writes <workdir>/benchmark.json with `step_mfu` (model FLOP/s / the matmul peak
-measured in the same run), `torch_speedup` (PyTorch time / ours, per example; needs `pip install torch==2.13.0`),
+measured in the same run), `recipe_step_ratio` (the step with the whole fine-tuning recipe / the plain step),
+`torch_speedup` (PyTorch time / ours, per example; needs `pip install torch==2.13.0`),
 `stacked_over_loop` (one grid group stacked / the same models one by one) and `halving_epoch_fraction`. The step
 parts use --config (default: the embedded digits hybrid), the grid parts --grid_config (the digits grid); the
 halving part runs the exhaustive search and halving on it, at --grid_config.optim.num_epochs=9 by default here.
 Fewer parts: --parts=mfu,torch. A bf16 step: --config.model.dtype=bfloat16 (GPU/TPU; its MFU is over the bf16 peak).
 --parts=check compares the default device with the host CPU (for GPUs/TPUs; experiments/device_check.sh).
-MFU and the PyTorch ratio are the median of --rounds interleaved rounds (peak, our step, PyTorch step). Add
+MFU, the recipe's and the PyTorch ratio are the median of --rounds interleaved rounds (peak, our step, the recipe's
+step, PyTorch step). Add
 --compilation_cache_dir=DIR so that the stacked part's one-by-one loop compiles its program once, not per model.
 --parts=profile traces one epoch of the step with jax.profiler and prints where its time goes, by kind of HLO
 instruction (matmuls, transposes, elementwise fusions, ...) and the longest instructions with the layer they come
@@ -58,7 +60,7 @@ def main(argv):
     os.makedirs(_WORKDIR.value, exist_ok=True)
     with open(os.path.join(_WORKDIR.value, 'benchmark.json'), 'w') as f:
       json.dump(result, f, indent=1, default=str)
-    print(json.dumps({k: result[k] for k in ('step_mfu', 'torch_speedup', 'stacked_over_loop',
+    print(json.dumps({k: result[k] for k in ('step_mfu', 'recipe_step_ratio', 'torch_speedup', 'stacked_over_loop',
                                              'halving_epoch_fraction')}))
 
 

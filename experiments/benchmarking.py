@@ -1,6 +1,8 @@
 """The measurements behind `experiments/benchmark.py`, each a ratio of two timings taken in the same run.
 
 - `step_mfu`: the hybrid's training step, model FLOP/s over the matmul peak measured on the same device.
+- `recipe_step_ratio`: the step with the whole fine-tuning recipe (augmentation, mixup / CutMix, layer decay,
+  AdamW's decay, EMA: `recipe_config`) over the plain step.
 - `torch_speedup`: a PyTorch eager twin's time per example over ours (same config, batch and optimiser).
 - `stacked_over_loop`: one grid group trained as a stack vs the same models one by one (one engine call each).
 - `halving_epoch_fraction`: model-epochs of successive halving over those of the exhaustive search, and whether
@@ -12,6 +14,7 @@ the usual MFU convention; XLA's own count of the compiled step (`cost_analysis`)
 """
 
 import collections
+import copy
 import dataclasses
 import glob
 import gzip
@@ -27,6 +30,7 @@ import numpy as np
 
 from cmtl_jax import data
 from cmtl_jax import optim
+from cmtl_jax import recipes
 from cmtl_jax import resolve
 from cmtl_jax.data import folds as folds_lib
 from cmtl_jax.devices import machine
@@ -97,10 +101,13 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
   train_idx = jnp.arange(len(labels), dtype=jnp.int32)
   raw_key = jax.random.key_data(jax.random.key(0))
 
+  ema = run.optim.ema_decay > 0
+
   def lowered_epoch(num_steps):
-    epoch = jax.jit(classification.make_train_epoch(task, tx, batch_size=batch_size, steps=num_steps),
+    epoch = jax.jit(classification.make_train_epoch(task, tx, batch_size=batch_size, steps=num_steps,
+                                                    augment=run.augment, ema_decay=run.optim.ema_decay),
                     donate_argnums=0)
-    state = jax.eval_shape(lambda: core.init_state(params, tx))
+    state = jax.eval_shape(lambda: core.init_state(params, tx, ema))
     return epoch.lower(state, raw_key, np.int32(1), images, labels, train_idx)
 
   # XLA counts a loop body once or per trip depending on the version: compare loops of 1 and 2 steps. The lowered
@@ -108,7 +115,7 @@ def step_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0)
   one, two = _xla_flops(lowered_epoch(1)), _xla_flops(lowered_epoch(2))
   xla_per_step = two - one if two > 1.5 * one else one
   epoch = lowered_epoch(steps).compile()
-  box = {'state': core.init_state(params, tx), 'calls': 0}
+  box = {'state': core.init_state(params, tx, ema), 'calls': 0}
 
   def timer() -> float:
     box['calls'] += 1
@@ -231,13 +238,24 @@ def torch_timer(config, *, num_classes: int = 10, steps: int = 20, seed: int = 0
                                learning_rate=run.optim.learning_rate, steps=steps, seed=seed)
 
 
-def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = False, num_classes: int = 10) -> dict:
-  """MFU (and the PyTorch ratio) in interleaved rounds: each round measures the matmul peak, our step and the
-  twin's step back to back, and forms its ratios from those; the result is the median round. A machine whose speed
-  drifts (a shared VM) then moves numerator and denominator together instead of biasing one of them."""
+def recipe_config(config):
+  """`config` with the whole fine-tuning recipe on: BEiT's (`recipes.beit_finetune`: augmentation, mixup / CutMix,
+  layer decay, AdamW's decay) and an EMA of the weights."""
+  recipe = copy.deepcopy(config)
+  recipes.beit_finetune(recipe, optim__ema_decay=0.9998)
+  return recipe
+
+
+def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = False, num_classes: int = 10,
+               with_recipe: bool = True) -> dict:
+  """MFU (and the PyTorch ratio, and the step with the whole recipe) in interleaved rounds: each round measures the
+  matmul peak, our step, the recipe's step and the twin's step back to back, and forms its ratios from those; the
+  result is the median round. A machine whose speed drifts (a shared VM) then moves numerator and denominator
+  together instead of biasing one of them."""
   dtypes = ('float32',) if jax.default_backend() == 'cpu' else ('float32', 'bfloat16')
   dtype = config.model.dtype
   ours, info = step_timer(config, steps=steps, num_classes=num_classes)
+  recipe_timer = step_timer(recipe_config(config), steps=steps, num_classes=num_classes)[0] if with_recipe else None
   twin = torch_timer(config, steps=steps, num_classes=num_classes) if with_torch else None
   twin_timer, twin_info = twin if twin is not None else (None, None)
   per_round = []
@@ -246,6 +264,9 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
     peak = peaks.get(dtype, peaks['float32'])
     row = {'matmul_peak_flops': peaks, 'seconds_per_step': ours()}
     row['step_mfu'] = info['model_flops_per_step'] / row['seconds_per_step'] / peak
+    if recipe_timer is not None:
+      row['recipe_seconds_per_step'] = recipe_timer()
+      row['recipe_step_ratio'] = row['recipe_seconds_per_step'] / row['seconds_per_step']
     if twin_timer is not None:
       row['torch_seconds_per_step'] = twin_timer()
       row['torch_speedup'] = row['torch_seconds_per_step'] / row['seconds_per_step']
@@ -257,6 +278,8 @@ def time_steps(config, *, rounds: int = 5, steps: int = 20, with_torch: bool = F
   result = {'rounds': per_round, 'step': step, 'step_mfu': median('step_mfu'),
             'matmul_peak_flops': {d: float(np.median([r['matmul_peak_flops'][d] for r in per_round]))
                                   for d in dtypes}}
+  if recipe_timer is not None:
+    result['recipe_step_ratio'] = median('recipe_step_ratio')
   if twin_timer is not None:
     result['torch'] = {**twin_info, 'seconds_per_step': median('torch_seconds_per_step')}
     result['torch_speedup'] = median('torch_speedup')
@@ -366,7 +389,8 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, r
   `torch_speedup`, `stacked_over_loop`, `halving_epoch_fraction`; None for a part not run; `check`: the device
   against the CPU)."""
   result = {'machine': machine(), 'backend': jax.default_backend(), 'parts': list(parts),
-            'step_mfu': None, 'torch_speedup': None, 'stacked_over_loop': None, 'halving_epoch_fraction': None}
+            'step_mfu': None, 'recipe_step_ratio': None, 'torch_speedup': None, 'stacked_over_loop': None,
+            'halving_epoch_fraction': None}
   if 'check' in parts:
     result['check'] = check_against_cpu(config)
     if log:
@@ -383,6 +407,8 @@ def run(config, grid_config, *, parts: Sequence[str] = PARTS, steps: int = 20, r
         peak = r['matmul_peak_flops'].get(config.model.dtype, r['matmul_peak_flops']['float32'])
         line = (f'round {i + 1}: peak {peak / 1e9:.1f} GFLOP/s, step {1e3 * r["seconds_per_step"]:.2f} ms, '
                 f'MFU {r["step_mfu"]:.3f}')
+        if 'recipe_step_ratio' in r:
+          line += f', with the recipe {1e3 * r["recipe_seconds_per_step"]:.2f} ms ({r["recipe_step_ratio"]:.2f}x)'
         if 'torch_speedup' in r:
           line += f', PyTorch {1e3 * r["torch_seconds_per_step"]:.2f} ms: torch / ours {r["torch_speedup"]:.2f}'
         log(line)

@@ -8,6 +8,7 @@ Fashion-MNIST from Debian's idx files (`apt-get install dataset-fashion-mnist`):
 `OUT/train/<class>/<n>.<ext>` and `OUT/test/<class>/<n>.<ext>`. The images cycle through four kinds, so that every
 folder mixes them: 28 px greyscale PNG; 42 px RGB JPEG (quality 95); 56 px RGBA PNG (opaque); 35 px palette GIF.
 `--source=digits` writes scikit-learn's 8x8 digits the same way (no test folder: a test split is cut from them).
+`--classes=5` keeps the first 5 classes (the recipe's measurement: `experiments/configs/folder.py`).
 """
 
 import os
@@ -23,6 +24,7 @@ _OUT = flags.DEFINE_string('out', None, 'The folder to write (must not exist).',
 _SOURCE = flags.DEFINE_enum('source', 'fashion_mnist', ['fashion_mnist', 'digits'], 'Where the images come from.')
 _PER_CLASS = flags.DEFINE_integer('per_class', 200, 'Training images per class.')
 _TEST_PER_CLASS = flags.DEFINE_integer('test_per_class', 100, 'Test images per class (fashion_mnist).')
+_CLASSES = flags.DEFINE_integer('classes', 0, 'Write only the first this many classes (0 = all 10).')
 
 
 def _kinds(image: np.ndarray):
@@ -39,6 +41,8 @@ def write_folder(out: str, images: np.ndarray, labels: np.ndarray, class_names, 
   """Writes the first `per_class` images of each class under `out/<class>/`; returns how many."""
   written = 0
   for label, name in enumerate(class_names):
+    if _CLASSES.value and label >= _CLASSES.value:
+      break
     directory = os.path.join(out, name.replace('/', '_').replace(' ', '_'))
     os.makedirs(directory)
     for n, index in enumerate(np.flatnonzero(labels == label)[:per_class]):

@@ -19,9 +19,10 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, 'tests')
 PACKAGE = os.path.join(REPO, 'cmtl_jax')
-RANKS = {'errors': 0, 'config': 1, 'models.configs': 1, 'workdir': 2, 'devices': 2, 'prng': 2, 'stats': 2, 'metrics': 2,
-         'data': 3, 'augment': 3, 'models': 4, 'resolve': 5, 'optim': 6, 'task': 7, 'train': 8, 'search': 9, 'plots': 10,
-         'report': 10, 'classifier': 10, 'pretrain': 10, 'ablation': 11, 'experiment': 12, '__init__': 13}
+RANKS = {'errors': 0, 'config': 1, 'recipes': 1, 'models.configs': 1, 'workdir': 2, 'devices': 2, 'prng': 2,
+         'stats': 2, 'metrics': 2, 'data': 3, 'augment': 3, 'models': 4, 'resolve': 5, 'optim': 6, 'task': 7,
+         'train': 8, 'search': 9, 'plots': 10, 'report': 10, 'classifier': 10, 'pretrain': 10, 'ablation': 11,
+         'experiment': 12, '__init__': 13}
 
 
 def _component(module: str) -> str:

@@ -49,9 +49,9 @@ def make_image_augment(spec) -> Callable:
     elif spec.hflip:
       image = geometric.random_flip(k_crop, image, spec.hflip)
     if policy is not None:
-      num_ops, magnitude, magnitude_std = policy
+      num_ops, magnitude, magnitude_std, increasing = policy
       image = randaugment.rand_augment(k_ra, image, num_ops=num_ops, magnitude=magnitude,
-                                       magnitude_std=magnitude_std)
+                                       magnitude_std=magnitude_std, increasing=increasing)
     if spec.reprob:
       image = erasing.random_erasing(k_erase, image, spec.reprob)
     return image

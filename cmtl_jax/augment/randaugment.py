@@ -1,6 +1,7 @@
 """RandAugment (Cubuk et al. 2020, arXiv:1909.13719) on uint8 images `[H, W, C]`, as timm's `rand-m{M}-n{N}-mstd{S}`
 (`timm/data/auto_augment.py`): `N` ops drawn with replacement from the 15 below, each applied with probability 0.5
-at magnitude `M` (of 10) plus Gaussian noise of std `S`, clipped to [0, 10].
+at magnitude `M` (of 10) plus Gaussian noise of std `S`, clipped to [0, 10]; `-inc1` (timm's and BEiT's default,
+'rand-m9-mstd0.5-inc1') takes the variants of Posterize, Solarize and the enhance ops that grow with `M`.
 
 The ops are Pillow's (`ImageOps`, `ImageEnhance`, `Image.transform`), which is what timm and the BEiT recipe apply;
 `tests/augment/test_randaugment.py` compares each with Pillow. dm-pix's and augmax's colour ops follow TensorFlow's
@@ -30,8 +31,9 @@ _WARP_OPS = ('Rotate', 'ShearX', 'ShearY', 'TranslateXRel', 'TranslateYRel')
 
 
 def parse(policy: str):
-  """`(num_ops, magnitude, magnitude_std)` of a timm RandAugment string such as 'rand-m9-mstd0.5' or
-  'rand-m9-n2-mstd0.5' (defaults n=2, m=10, mstd=0).
+  """`(num_ops, magnitude, magnitude_std, increasing)` of a timm RandAugment string such as 'rand-m9-mstd0.5' or
+  'rand-m9-n2-mstd0.5-inc1' (defaults n=2, m=10, mstd=0, inc=0; `inc1` uses timm's `_RAND_INCREASING_TRANSFORMS`,
+  whose Posterize, Solarize and enhance ops grow stronger with the magnitude: BEiT's and timm's default).
 
   Raises:
     ConfigError: not of that form (timm's other policies, AutoAugment and AugMix, are not implemented).
@@ -39,14 +41,14 @@ def parse(policy: str):
   parts = policy.split('-')
   if parts[0] != 'rand':
     raise ConfigError(f"augment.auto_augment {policy!r}: only RandAugment ('rand-m9-mstd0.5') is implemented")
-  values = {'n': 2, 'm': 10.0, 'mstd': 0.0}
+  values = {'n': 2, 'm': 10.0, 'mstd': 0.0, 'inc': 0}
   for part in parts[1:]:
-    match = re.fullmatch(r'(mstd|m|n)(\d+(?:\.\d*)?)', part)
+    match = re.fullmatch(r'(mstd|m|n|inc)(\d+(?:\.\d*)?)', part)
     if not match:
       raise ConfigError(f"augment.auto_augment {policy!r}: unknown part {part!r} (known: m<magnitude>, n<ops>, "
-                        'mstd<std>)')
+                        'mstd<std>, inc<0 or 1>)')
     values[match.group(1)] = float(match.group(2))
-  return int(values['n']), values['m'], values['mstd']
+  return int(values['n']), values['m'], values['mstd'], bool(values['inc'])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,25 +183,30 @@ def translate_y(pixels):
 # ---------------------------------------------------------------------------------------------------------------
 # One layer: an op index, its level and sign -> the image.
 
-def level_args(magnitude, sign):
+def level_args(magnitude, sign, increasing: bool = False):
   """timm's level -> argument maps at `magnitude` (0..10) with the random sign of the signed ones: a dict of
-  scalars, one per op family."""
+  scalars, one per op family; `increasing`: its `*Increasing` maps for Posterize, Solarize and the enhance ops."""
   level = magnitude / 10.0
-  return {'degrees': sign * level * 30.0,                    # Rotate: [-30, 30].
+  args = {'degrees': sign * level * 30.0,                    # Rotate: [-30, 30].
           'bits': (level * 4.0).astype(jnp.int32),           # Posterize: keep 0..4 bits.
           'threshold': (level * 256.0).astype(jnp.int32),    # Solarize: [0, 256].
           'add': (level * 110.0).astype(jnp.int32),          # SolarizeAdd: [0, 110].
           'enhance': level * 1.8 + 0.1,                      # Color, Contrast, Brightness, Sharpness: [0.1, 1.9].
           'shear': sign * level * 0.3,                       # ShearX / ShearY: [-0.3, 0.3].
           'translate': sign * level * 0.45}                  # TranslateXRel / YRel: [-0.45, 0.45] of the size.
+  if increasing:
+    args.update(bits=4 - args['bits'],                       # Keep 4 down to 0 bits.
+                threshold=256 - args['threshold'],           # Threshold 256 down to 0.
+                enhance=jnp.maximum(0.1, 1.0 + sign * level * 0.9))  # 1 -/+ up to 0.9, at least 0.1.
+  return args
 
 
-def apply_op(image, op, magnitude, sign):
+def apply_op(image, op, magnitude, sign, increasing: bool = False):
   """Op number `op` (of `OPS`, an int32 scalar; -1 = none) of uint8 `image` `[H, W, C]` at `magnitude`, `sign`
-  (+1 or -1) for the signed ones. Works under `vmap`: computes one table, one blend and one warp and chooses their
-  arguments by `op`."""
+  (+1 or -1) for the signed ones, with `level_args(..., increasing)`. Works under `vmap`: computes one table, one
+  blend and one warp and chooses their arguments by `op`."""
   height, width, channels = image.shape
-  args = level_args(magnitude, sign)
+  args = level_args(magnitude, sign, increasing)
   is_op = {name: op == i for i, name in enumerate(OPS)}
 
   identity = _channel_lut(jnp.arange(256), channels)
@@ -230,15 +237,18 @@ def apply_op(image, op, magnitude, sign):
   return jnp.where(is_warp, warped, image)
 
 
-def rand_augment(key, image, *, num_ops: int, magnitude: float, magnitude_std: float, probability: float = 0.5):
+def rand_augment(key, image, *, num_ops: int, magnitude: float, magnitude_std: float, increasing: bool = False,
+                 probability: float = 0.5):
   """RandAugment of uint8 `image` `[H, W, C]`: `num_ops` layers, each an op drawn uniformly from `OPS` applied with
-  `probability` at `magnitude` (+ N(0, magnitude_std) noise, clipped to [0, 10]) and a random sign."""
-  for k in jax.random.split(key, num_ops):
+  `probability` at `magnitude` (+ N(0, magnitude_std) noise, clipped to [0, 10]) and a random sign; `increasing`:
+  timm's increasing variants (`level_args`)."""
+  def layer(image, k):  # One compiled layer, scanned over the layers' keys.
     k_op, k_apply, k_mag, k_sign = jax.random.split(k, 4)
     op = jax.random.randint(k_op, (), 0, len(OPS))
     op = jnp.where(jax.random.uniform(k_apply) < probability, op, -1)
     level = magnitude + magnitude_std * jax.random.normal(k_mag) if magnitude_std else jnp.float32(magnitude)
     level = jnp.clip(level, 0.0, 10.0)
     sign = jnp.where(jax.random.uniform(k_sign) < 0.5, -1.0, 1.0)
-    image = apply_op(image, op, level, sign)
-  return image
+    return apply_op(image, op, level, sign, increasing), None
+
+  return jax.lax.scan(layer, image, jax.random.split(key, num_ops))[0]

@@ -170,14 +170,14 @@ class Stack:
       # Committed to the device, as the program's outputs are: its first call and its later ones then look alike to
       # jit, which compiles once.
       device = jax.local_devices()[0]
-      self._chunks = [{'rows': 1, 'state': _init_state(p, jax.device_put(learning_rates[i], device), programs.tx,
-                                                                  programs.ema),
+      self._chunks = [{'rows': 1,
+                       'state': _init_state(p, jax.device_put(learning_rates[i], device), programs.tx, programs.ema),
                        **dict(zip(('train', 'val', 'rng'), jax.device_put(
                            (train_idx[i], val_idx[i], raw_rngs[i]), device)))}
                       for i, p in enumerate(params)]
     else:
-      self._place(_init_states(params, learning_rates, programs.tx, programs.ema), jnp.asarray(train_idx), jnp.asarray(val_idx),
-                  jnp.asarray(raw_rngs))
+      self._place(_init_states(params, learning_rates, programs.tx, programs.ema), jnp.asarray(train_idx),
+                  jnp.asarray(val_idx), jnp.asarray(raw_rngs))
 
   @property
   def single(self) -> bool:

@@ -1,27 +1,41 @@
-r"""The hybrid on your own images: a folder with one sub-folder per class (or train/ and test/ folders of them).
+r"""The hybrid on your own photos: a folder with one sub-folder per class (or train/ and test/ folders of them),
+trained with the fine-tuning recipe at CPU size.
 
-  python -m experiments.make_image_folder --out=/tmp/fashion_folder
-  python -m experiments.train --config=experiments/configs/folder.py --config.data.data_dir=/tmp/fashion_folder \
+  python -m experiments.make_image_folder --out=/tmp/photos5 --per_class=40 --test_per_class=100 --classes=5
+  python -m experiments.train --config=experiments/configs/folder.py --config.data.data_dir=/tmp/photos5 \
       --workdir=/tmp/cmtl_folder
 
-Images are decoded once with Pillow (EXIF orientation, any mode to the channels, alpha on white) to the size and
-channels the model's BEiT takes (here 12 px grey: `model.beit.image_size`; `data.image_size` / `data.channels`
-decode to another, the model resizing on the device) by `data.resize` ('crop': shorter side then centre square;
-'pad'), and prepared as array_record under `data.prepared_dir` (rebuilt when the folder's files change).
-`--config.data.on_bad_image=skip` leaves unreadable files out and lists them in metrics.json. The model is the digits
-one (a fresh 2-layer BEiT 192 wide, the first 2 MiniLM layers) at 12 px, for a CPU; for photos on an accelerator
-raise `model.beit.image_size` and set `model.beit.num_channels=3`, or start from a pretrained BEiT
-(`model.beit_path`: its size and channels are then the checkpoint's, unless set). Measured: BUILD_NOTES.md,
-"Measured" (C10).
+`--config=experiments/configs/folder.py:plain` is the same run without augmentation (the comparison in
+BUILD_NOTES.md, "Measured", C10).
+
+Images are decoded once with Pillow (EXIF orientation, any mode to RGB, alpha on white) to 24 px squares
+(`data.resize`: 'crop', shorter side then centre), and prepared as array_record under `data.prepared_dir` (rebuilt
+when the folder's files change). `--config.data.on_bad_image=skip` leaves unreadable files out and lists them in
+metrics.json. The model: a fresh 2-layer BEiT 192 wide (patch 4, 36 tokens, RGB) -> the first 2 MiniLM layers.
+
+The recipe (`cmtl_jax.recipes.BEIT_FINETUNE`, README "The fine-tuning recipe") with three changes for a fresh BEiT
+on a few hundred small images: random resized crops of 25-100 % of the image (0.08 leaves too little of 24 px), no
+layer-wise LR decay (it would slow the fresh BEiT under the pretrained BERT layers; with a pretrained
+`model.beit_path` set `--config.optim.layer_decay=0.65`), and 30 epochs. Left-right flips are on: turn them off
+(`--config.augment.hflip=0`) where orientation carries the class. For photos on an accelerator raise
+`model.beit.image_size` (e.g. 224), or start from a pretrained BEiT (`model.beit_path`: its size and channels are
+then the checkpoint's, unless set).
 """
 
 from cmtl_jax import config as config_lib
+from cmtl_jax import recipes
 
 
-def get_config():
+def get_config(variant: str = 'recipe'):
   c = config_lib.base_config()
   c.data.dataset = 'folder'
   c.model.bert_layers = 2
-  c.model.beit.image_size = 12
-  c.optim.num_epochs = 8
+  c.model.beit.image_size = 24
+  c.model.beit.num_channels = 3
+  c.optim.num_epochs = 30
+  c.optim.learning_rate = 1e-4
+  if variant == 'recipe':
+    recipes.beit_finetune(c, augment__scale=(0.25, 1.0), optim__layer_decay=1.0)
+  elif variant != 'plain':
+    raise ValueError(f"folder.py takes 'recipe' (the default) or 'plain', not {variant!r}")
   return c

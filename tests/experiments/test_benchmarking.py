@@ -40,7 +40,8 @@ def test_mfu_and_ratios_are_per_round_medians_and_run_writes_the_issue_keys(tiny
   peak = benchmark.matmul_peak
   monkeypatch.setattr(benchmark, 'matmul_peak', lambda dtype: peak(dtype, size=256))  # The rounds, not the peak.
   result = benchmark.run(tiny_config, tiny_config, parts=['mfu'], steps=2, rounds=3, log=None)
-  assert set(result) >= {'step_mfu', 'torch_speedup', 'stacked_over_loop', 'halving_epoch_fraction', 'machine'}
+  assert set(result) >= {'step_mfu', 'recipe_step_ratio', 'torch_speedup', 'stacked_over_loop',
+                         'halving_epoch_fraction', 'machine'}
   assert result['torch_speedup'] is None and result['stacked_over_loop'] is None
   assert len(result['rounds']) == 3
   flops = result['step']['model_flops_per_step']
@@ -48,6 +49,9 @@ def test_mfu_and_ratios_are_per_round_medians_and_run_writes_the_issue_keys(tiny
     assert r['step_mfu'] == pytest.approx(flops / r['seconds_per_step'] / r['matmul_peak_flops']['float32'])
     assert 0 < r['step_mfu'] < 1.5
   assert result['step_mfu'] == pytest.approx(np.median([r['step_mfu'] for r in result['rounds']]))
+  for r in result['rounds']:  # The recipe's step timed in the same rounds.
+    assert r['recipe_step_ratio'] == pytest.approx(r['recipe_seconds_per_step'] / r['seconds_per_step'])
+  assert result['recipe_step_ratio'] == pytest.approx(np.median([r['recipe_step_ratio'] for r in result['rounds']]))
   assert result['step']['seconds_per_step'] == pytest.approx(
       np.median([r['seconds_per_step'] for r in result['rounds']]))
   assert result['step']['loss_finite']

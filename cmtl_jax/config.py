@@ -159,7 +159,10 @@ def base_config() -> ml_collections.ConfigDict:
       num_epochs=10,
       warmup_fraction=0.1,
       decay='cosine',
-      grad_clip=1.0))
+      grad_clip=1.0,
+      scale=(1.0, 1.0),         # Random resized crop of each image (BEiT: 0.08-1); (1, 1) with ratio (1, 1) = off.
+      ratio=(1.0, 1.0),         # Its aspect-ratio range (BEiT: 3/4-4/3).
+      hflip=0.0))               # Left-right flip probability (BEiT: 0.5).
 
   c.devices = ml_collections.ConfigDict(dict(
       num_devices=0,            # Devices the stacked models are sharded over (0 = all, in every process).
@@ -320,14 +323,20 @@ def _validate_optim(o) -> None:
     raise ConfigError(f'optim.warmup_fraction must be < 1, got {o.warmup_fraction!r}.')
 
 
-def _validate_augment(a) -> None:
+def _validate_crop(a, group: str) -> None:
   for key in ('scale', 'ratio'):
     value = tuple(a[key])
     if len(value) != 2 or not 0 < value[0] <= value[1]:
-      raise ConfigError(f'augment.{key} must be two numbers 0 < low <= high, got {tuple(a[key])!r}.')
+      raise ConfigError(f'{group}.{key} must be two numbers 0 < low <= high, got {value!r}.')
   if a.scale[1] > 1:
-    raise ConfigError(f'augment.scale must lie within (0, 1], got {tuple(a.scale)!r}.')
-  for key in ('hflip', 'reprob', 'mixup_prob', 'mixup_switch_prob'):
+    raise ConfigError(f'{group}.scale must lie within (0, 1], got {tuple(a.scale)!r}.')
+  if not 0 <= a.hflip <= 1:
+    raise ConfigError(f'{group}.hflip must lie in [0, 1], got {a.hflip!r}.')
+
+
+def _validate_augment(a) -> None:
+  _validate_crop(a, 'augment')
+  for key in ('reprob', 'mixup_prob', 'mixup_switch_prob'):
     if not 0 <= a[key] <= 1:
       raise ConfigError(f'augment.{key} must lie in [0, 1], got {a[key]!r}.')
   if not 0 <= a.smoothing < 1:
@@ -367,6 +376,7 @@ def _validate_pretrain(p) -> None:
     raise ConfigError(f'pretrain.learning_rate must be > 0, got {p.learning_rate!r}.')
   _non_negative(p, 'pretrain', ('weight_decay', 'grad_clip', 'warmup_fraction'))
   _choice('pretrain.decay', p.decay, DECAYS)
+  _validate_crop(p, 'pretrain')
   if p.warmup_fraction >= 1:
     raise ConfigError(f'pretrain.warmup_fraction must be < 1, got {p.warmup_fraction!r}.')
 

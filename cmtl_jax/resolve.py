@@ -169,6 +169,9 @@ class PretrainSpec(_Spec):
   warmup_fraction: float
   decay: str
   grad_clip: float
+  scale: tuple
+  ratio: tuple
+  hflip: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,10 +234,13 @@ def _fields(spec_cls, group: _Reader, **resolved):
                      for f in dataclasses.fields(spec_cls)})
 
 
+def _floats(values) -> tuple:
+  return tuple(float(v) for v in values)
+
+
 def _augment(group: _Reader) -> AugmentSpec:
   """The augmentation spec, ranges as tuples of floats; a RandAugment string that does not parse is refused."""
-  spec = _fields(AugmentSpec, group, scale=tuple(float(v) for v in group.scale),
-                 ratio=tuple(float(v) for v in group.ratio))
+  spec = _fields(AugmentSpec, group, scale=_floats(group.scale), ratio=_floats(group.ratio))
   if spec.auto_augment:
     randaugment.parse(spec.auto_augment)
   return spec
@@ -328,8 +334,8 @@ def resolve(config: ml_collections.ConfigDict, purpose: str = 'train') -> Run:
     model = ModelSpec(variant='beit', beit=beit, bert=None, beit_path='', beit_pretrained=False, bert_path='',
                       bert_layers=0, bert_pretrained=False, freeze_bert=False, pooling='mean', bridge_norm=False,
                       dtype=c.model.dtype)
-    return Run(purpose, c.seed, _data(c.data, beit), model, pretrain=_fields(PretrainSpec, c.pretrain),
-               reads=frozenset(seen))
+    pretrain = _fields(PretrainSpec, c.pretrain, scale=_floats(c.pretrain.scale), ratio=_floats(c.pretrain.ratio))
+    return Run(purpose, c.seed, _data(c.data, beit), model, pretrain=pretrain, reads=frozenset(seen))
   model = _model(c.model)
   run = Run(purpose, c.seed, _data(c.data, model.beit), model, optim=_optim(c.optim),
             augment=_augment(c.augment))

@@ -37,6 +37,22 @@ def is_on(spec) -> bool:
   return bool(crops(spec) or spec.hflip or spec.auto_augment or spec.reprob or mixes(spec))
 
 
+def make_crop_flip(scale, ratio, hflip: float) -> Optional[Callable]:
+  """`crop_flip(key, images) -> images` for uint8 images `[B, H, W, C]`, each its own random resized crop (`scale`,
+  `ratio`; (1, 1), (1, 1) = none) and left-right flip (probability `hflip`); None when neither is on. BEiT's
+  pretraining augmentation (masked image modelling, `pretrain.mim`)."""
+  crop = tuple(scale) != (1.0, 1.0) or tuple(ratio) != (1.0, 1.0)
+  if not crop and not hflip:
+    return None
+
+  def one(key, image):
+    if crop:
+      return geometric.random_resized_crop(key, image, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip)
+    return geometric.random_flip(key, image, hflip)
+
+  return lambda key, images: jax.vmap(one)(jax.random.split(key, images.shape[0]), images)
+
+
 def make_image_augment(spec) -> Callable:
   """`augment(key, image) -> image` for one uint8 image `[H, W, C]`: crop and flip, RandAugment, erasing, each
   only where the spec turns it on."""

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cmtl_jax import augment as augment_lib
 from cmtl_jax import data
 from cmtl_jax.train import core
 from cmtl_jax.models import beit as beit_lib
@@ -53,9 +54,13 @@ def masked_token_loss(logits, targets, mask):
   return (losses * weight).sum() / count, (correct * weight).sum() / count
 
 
-def make_epoch(model: MaskedImageModel, tx, *, steps: int) -> Callable:
+def make_epoch(model: MaskedImageModel, tx, *, steps: int, scale=(1.0, 1.0), ratio=(1.0, 1.0),
+               hflip: float = 0.0) -> Callable:
   """Returns `epoch_fn(state, raw_rng, epoch, shared, own) -> (state, {'loss', 'accuracy'})`: `steps` steps of the
   training core (`train.core.make_epoch`: its state, key rule and divergence guard) on the masked-token loss.
+  With `scale` / `ratio` other than (1, 1) or `hflip` > 0, each image is first randomly cropped and resized back,
+  and flipped (`augment.make_crop_flip`, as BEiT pretrains), from a key split off the step's; the visual tokens are
+  those of the augmented image.
 
   Args of the returned function:
     state: `core.init_state`'s (donate it under jit); raw_rng: key data; epoch: int32 (1-based).
@@ -66,11 +71,16 @@ def make_epoch(model: MaskedImageModel, tx, *, steps: int) -> Callable:
       (`masking.block_masks`).
   """
   c = model.config
+  crop_flip = augment_lib.make_crop_flip(scale, ratio, hflip)
 
   def loss_fn(params, batch, rng, shared):
     images, centroids = shared
     idx, mask = batch
-    pixels = data.preprocess(images[idx], c.image_size, c.num_channels)
+    batch_images = images[idx]
+    if crop_flip is not None:
+      augment_rng, rng = jax.random.split(rng)
+      batch_images = crop_flip(augment_rng, batch_images)
+    pixels = data.preprocess(batch_images, c.image_size, c.num_channels)
     targets = tokenizer_lib.tokens(centroids, pixels, c.patch_size)
     dropout_key, droppath_key = jax.random.split(rng)
     logits = model.apply({'params': params}, pixels, mask, deterministic=False,

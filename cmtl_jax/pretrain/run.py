@@ -119,7 +119,8 @@ def pretrain(config, workdir: str, log: Optional[Callable[[str], None]] = print)
       log(f'already finished ({p.num_epochs} epochs): exporting it again' if start_epoch >= p.num_epochs else
           f'resuming after epoch {start_epoch} of {p.num_epochs}')
 
-  epoch_fn = jax.jit(mim.make_epoch(model, tx, steps=steps), donate_argnums=0)
+  epoch_fn = jax.jit(mim.make_epoch(model, tx, steps=steps, scale=p.scale, ratio=p.ratio, hflip=p.hflip),
+                     donate_argnums=0)
   shared = (jax.device_put(dataset.images), jnp.asarray(tokenizer.centroids))
   raw_key = jax.random.key_data(train_key)
   start = time.perf_counter()

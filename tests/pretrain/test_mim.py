@@ -75,3 +75,27 @@ def test_weight_decay_spares_what_beit_spares_in_pretraining_and_fine_tuning():
              jax.tree_util.tree_flatten_with_path(optim.decay_mask(params))[0] if d}
   assert 'beit_encoder.layer.0.attention.attention.query.kernel' in decayed
   assert not {'beit_embeddings.position_embeddings', 'beit_embeddings.cls_token'} & decayed
+
+
+def test_a_flip_of_every_image_trains_as_the_flipped_images_would():
+  """The crop-and-flip augmentation runs inside the epoch on the images before they are tokenized and masked:
+  flipping every image (hflip 1) is the plain epoch on flipped images (no dropout or drop path, so the step's other
+  draws do not matter)."""
+  from cmtl_jax import augment as augment_lib  # pylint: disable=g-import-not-at-top
+  from cmtl_jax.train import core  # pylint: disable=g-import-not-at-top
+  config = BeitConfig.from_dict({**PRETRAIN_BEIT, 'use_mask_token': True, 'drop_path_rate': 0.0})
+  model = mim.MaskedImageModel(config, vocab_size=8)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (8, 8, 8, 1)), jnp.uint8)
+  centroids = jnp.asarray(rng.normal(size=(8, 4)), jnp.float32)
+  masks = jnp.asarray(rng.random((2, 4, 16)) < 0.4)
+  own = (jnp.arange(8, dtype=jnp.int32).reshape(2, 4), masks)
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), jnp.zeros((1, 16), bool))['params']
+  tx = optim.make_optimizer('adam', 1e-3, total_steps=2, warmup_fraction=0.0, decay='constant')
+  key = jax.random.key_data(jax.random.key(1))
+  run = lambda epoch, pictures: jax.jit(epoch)(core.init_state(params, tx), key, np.int32(1), (pictures, centroids),
+                                               own)[1]['loss']
+  flipped = run(mim.make_epoch(model, tx, steps=2, hflip=1.0), images)
+  np.testing.assert_array_equal(flipped, run(mim.make_epoch(model, tx, steps=2), images[:, :, ::-1]))
+  assert float(flipped) != float(run(mim.make_epoch(model, tx, steps=2), images))
+  assert augment_lib.make_crop_flip((1.0, 1.0), (1.0, 1.0), 0.0) is None  # Off by default: the plain epoch.

@@ -76,6 +76,14 @@ def test_groups_are_cells_that_differ_only_in_learning_rate(tiny_config, fake, d
   assert search.score_epochs_.tolist() == [[1, 1]] * 4
 
 
+def test_recipe_keys_are_grid_keys_each_value_its_own_program(tiny_config, fake, digits):
+  search = _search(tiny_config, fake, {'augment.mixup': [0.0, 0.8], 'optim.learning_rate': [1e-3, 3e-3]}).fit(digits)
+  assert search.models_per_program_ == {0: 4, 1: 4}  # Mixup off / on: 2 programs of 2 learning rates x 2 folds.
+  scores = search.cv_results_['mean_test_accuracy']
+  assert [c['augment.mixup'] for c in search.cv_results_['params']] == [0.0, 0.0, 0.8, 0.8]
+  assert scores[0] != scores[2] or scores[1] != scores[3]  # The mixed cells trained on other batches.
+
+
 def test_refit_scores_the_held_out_test_split(tiny_config, fake, digits):
   search = _search(tiny_config, fake, {'optim.learning_rate': [1e-3, 3e-2]}, refit='accuracy').fit(digits)
   assert search.best_params_ == search.cv_results_['params'][int(np.argmin(search.cv_results_['rank_test_accuracy']))]

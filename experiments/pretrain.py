@@ -21,6 +21,9 @@ Any training config works. Pretraining reads `seed`, the `data.*` keys, `model.b
   pretrain.warmup_fraction=0.1     linear warmup, as a share of the steps
   pretrain.decay='cosine'          after warmup: cosine, linear or constant
   pretrain.grad_clip=1.0           global-norm clip (0 = off)
+  pretrain.scale=(1.0,1.0)         random resized crop: area share range (BEiT: 0.08-1; (1, 1) = off)
+  pretrain.ratio=(1.0,1.0)         its aspect-ratio range (BEiT: 3/4-4/3)
+  pretrain.hflip=0.0               left-right flip probability (BEiT: 0.5)
 An override of any other key (`--config.optim.num_epochs`, `--config.optim.learning_rate`: fine-tuning's) is refused.
 
 --probe: after pretraining (or, with --probe_only, instead of it), scores a scikit-learn LogisticRegression on the

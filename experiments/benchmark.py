@@ -3,7 +3,8 @@
   python -m experiments.benchmark --workdir=/tmp/cmtl_bench
 
 Prints each measurement and writes <workdir>/benchmark.json with `step_mfu` (model FLOP/s / the matmul peak
-measured in the same run), `recipe_step_ratio` (the step with the whole fine-tuning recipe / the plain step),
+measured in the same run), `recipe_step_ratio` (the step with the whole fine-tuning recipe / the plain step; both
+from --parts=mfu),
 `torch_speedup` (PyTorch time / ours, per example; needs `pip install torch==2.13.0`),
 `stacked_over_loop` (one grid group stacked / the same models one by one) and `halving_epoch_fraction`. The step
 parts use --config (default: the embedded digits hybrid), the grid parts --grid_config (the digits grid); the
@@ -38,8 +39,8 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Where benchmark.json is written
 _PARTS = flags.DEFINE_list('parts', ['mfu', 'torch', 'stacked', 'halving'],
                            f'Which of {", ".join(benchmark.PARTS)} to run.')
 _STEPS = flags.DEFINE_integer('steps', 20, 'Training steps per timed call (step parts).')
-_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds of (matmul peak, our step, PyTorch step); the ratios '
-                              'reported are the median round\'s (step parts).')
+_ROUNDS = flags.DEFINE_integer('rounds', 5, 'Interleaved rounds of (matmul peak, our step, the recipe\'s step, PyTorch '
+                              'step); the ratios reported are the median round\'s (step parts).')
 _STACKED_EPOCHS = flags.DEFINE_integer('stacked_epochs', 3, 'Epochs per model in the stacked part (the first, '
                                        'which compiles, is not timed).')
 _VMAP_WIDTHS = flags.DEFINE_list('vmap_widths', ['1'], 'Stacked programs to time (0 = all models vectorised).')

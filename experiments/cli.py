@@ -2,12 +2,14 @@
 XLA compilation cache, and (for the grid search) the flags that join several processes into one run under
 `jax.distributed`."""
 
+import ast
 import contextlib
 import os
 import sys
 
 from absl import flags
 from absl import logging
+import ml_collections
 from ml_collections import config_flags
 
 from cmtl_jax.errors import ConfigError
@@ -39,7 +41,8 @@ def refuse_unread(config, purpose: str, argv=None) -> None:
   """Raises ConfigError when a `--config.<key>=...` override on the command line names a key that `purpose`
   (`resolve.PURPOSES`) does not read, e.g. `--config.optim.num_epochs` for pretraining (`pretrain.num_epochs`)."""
   from cmtl_jax import resolve  # pylint: disable=g-import-not-at-top
-  message = resolve.unread_overrides(resolve.resolve(config, purpose), overridden_keys(argv or sys.argv))
+  keys = overridden_keys(argv or sys.argv) + ['search.grid.' + key for key in _PENDING_GRID]
+  message = resolve.unread_overrides(resolve.resolve(config, purpose), keys)
   if message:
     raise ConfigError(message if message.endswith('?') else message + '.')
 
@@ -64,15 +67,54 @@ def _unknown_override(argv) -> str:
   return ''
 
 
+GRID_PREFIX = '--config.search.grid.'
+_PENDING_GRID = {}  # Grid overrides taken out of sys.argv before ml_collections reads it (`define_config`).
+
+
+def split_grid_overrides(argv):
+  """`(the other args, {dotted key: values})`: `--config.search.grid.<key>=<values>` overrides taken out of `argv`,
+  their values read as Python literals ('(0.0, 0.8)' -> a tuple; text that is no literal stays a string)."""
+  rest, grid = [], {}
+  for arg in argv:
+    if arg.startswith(GRID_PREFIX) and '=' in arg:
+      key, _, text = arg[len(GRID_PREFIX):].partition('=')
+      try:
+        grid[key] = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        grid[key] = text
+    else:
+      rest.append(arg)
+  return rest, grid
+
+
+def set_grid(config, grid: dict) -> None:
+  """Puts `{dotted key: values}` into `config.search.grid`, making the groups a key needs: the grid holds any keys,
+  which a config file's locked grid cannot take as ordinary overrides."""
+  with config.unlocked():
+    for key, values in grid.items():
+      *groups, name = key.split('.')
+      node = config.search.grid
+      for group in groups:
+        if group not in node:
+          node[group] = ml_collections.ConfigDict()
+        node = node[group]
+      node[name] = values
+
+
 def parse_flags(argv):
   """`app.run(main, flags_parser=parse_flags)`: a bad flag (unknown config key, a value of the wrong type) is one
   `error: ...` line and exit status 2, like every other bad input, instead of absl's usage dump or a traceback
-  (ml_collections raises AttributeError for an override of a missing key when it applies the overrides)."""
+  (ml_collections raises AttributeError for an override of a missing key when it applies the overrides). Grid
+  overrides (`--config.search.grid.augment.mixup='(0.0, 0.8)'`) may name any config key (`set_grid`)."""
   message = _unknown_override(argv)
   if not message:
     try:
-      remaining = flags.FLAGS(argv)
+      rest, grid = split_grid_overrides(argv)
+      remaining = flags.FLAGS(rest)
       _touch_config_flags(('config', 'grid_config'))
+      grid = {**_PENDING_GRID, **grid}
+      if grid:
+        set_grid(flags.FLAGS['config'].value, grid)
       return remaining
     except (flags.Error, AttributeError, KeyError, TypeError, ValueError, OSError) as e:
       message = _unknown_override(argv) or _describe(e)
@@ -91,6 +133,8 @@ def _touch_config_flags(names) -> None:
 def define_config(default: str):
   """The `--config` flag (a config file, overridable as `--config.key=value`, no new keys). ml_collections reads
   the file and applies overrides as soon as the flag is defined, so a bad override surfaces here, at import."""
+  sys.argv[:], grid = split_grid_overrides(sys.argv)  # Applied by parse_flags, once the file is read.
+  _PENDING_GRID.update(grid)
   try:
     return config_flags.DEFINE_config_file('config', default, 'Config file.', lock_config=True)
   except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:

@@ -40,14 +40,16 @@ def parse(policy: str):
   """
   parts = policy.split('-')
   if parts[0] != 'rand':
-    raise ConfigError(f"augment.auto_augment {policy!r}: only RandAugment ('rand-m9-mstd0.5') is implemented")
+    raise ConfigError(f"augment.auto_augment {policy!r}: only RandAugment ('rand-m9-mstd0.5') is implemented.")
   values = {'n': 2, 'm': 10.0, 'mstd': 0.0, 'inc': 0}
   for part in parts[1:]:
     match = re.fullmatch(r'(mstd|m|n|inc)(\d+(?:\.\d*)?)', part)
     if not match:
       raise ConfigError(f"augment.auto_augment {policy!r}: unknown part {part!r} (known: m<magnitude>, n<ops>, "
-                        'mstd<std>, inc<0 or 1>)')
+                        'mstd<std>, inc<0 or 1>).')
     values[match.group(1)] = float(match.group(2))
+  if values['m'] > 10:
+    raise ConfigError(f'augment.auto_augment {policy!r}: the magnitude is at most 10 (timm clips larger ones).')
   return int(values['n']), values['m'], values['mstd'], bool(values['inc'])
 
 

@@ -177,7 +177,7 @@ def test_policy_strings_parse_as_timm_reads_them(policy, expected):
   assert ra.parse(policy) == expected
 
 
-@pytest.mark.parametrize('policy', ['v0', 'augmix-m5', 'rand-x9', 'rand-m9-w0'])
+@pytest.mark.parametrize('policy', ['v0', 'augmix-m5', 'rand-x9', 'rand-m9-w0', 'rand-m40'])
 def test_other_policies_are_refused_in_one_line(policy):
   with pytest.raises(ConfigError, match='augment.auto_augment'):
     ra.parse(policy)

@@ -1,6 +1,7 @@
 """The benchmark's measurements: the model FLOP count against XLA's, MFU and ratios formed per interleaved round,
 and the PyTorch twin built to the same size."""
 
+import copy
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,6 +40,12 @@ def test_model_flops_match_xla_count(tiny_config):
 def test_mfu_and_ratios_are_per_round_medians_and_run_writes_the_issue_keys(tiny_config, monkeypatch):
   peak = benchmark.matmul_peak
   monkeypatch.setattr(benchmark, 'matmul_peak', lambda dtype: peak(dtype, size=256))  # The rounds, not the peak.
+  recipe = benchmark.recipe_config(tiny_config)
+  assert recipe.augment.mixup == 0.8 and recipe.optim.ema_decay > 0 and recipe.optim.layer_decay == 0.65
+  # The rounds' arithmetic, with a step that differs cheaply (the whole recipe compiles for seconds).
+  flipped = copy.deepcopy(tiny_config)
+  flipped.augment.hflip = 0.5
+  monkeypatch.setattr(benchmark, 'recipe_config', lambda config: flipped)
   result = benchmark.run(tiny_config, tiny_config, parts=['mfu'], steps=2, rounds=3, log=None)
   assert set(result) >= {'step_mfu', 'recipe_step_ratio', 'torch_speedup', 'stacked_over_loop',
                          'halving_epoch_fraction', 'machine'}

@@ -35,3 +35,16 @@ def test_errors_reading_the_config_are_one_readable_line():
       'cannot read the config file: [Errno 2] No such file or directory')
   assert describe(KeyError("'learnig_rate'\nDid you mean \"learning_rate\" instead of \"learnig_rate\"?")) == (
       "'learnig_rate' Did you mean 'learning_rate' instead of 'learnig_rate'?")
+
+
+def test_grid_overrides_may_name_any_key_and_land_in_the_locked_configs_grid(tiny_config):
+  argv = ['prog', '--config=c.py', "--config.search.grid.augment.mixup=(0.0, 0.8)",
+          '--config.search.grid.optim.learning_rate=(1e-3,)', '--config.search.cv=2']
+  rest, grid = cli.split_grid_overrides(argv)
+  assert rest == ['prog', '--config=c.py', '--config.search.cv=2']
+  assert grid == {'augment.mixup': (0.0, 0.8), 'optim.learning_rate': (1e-3,)}
+  tiny_config.lock()  # As ml_collections hands it over: no new keys by attribute.
+  cli.set_grid(tiny_config, grid)
+  from cmtl_jax import resolve  # pylint: disable=g-import-not-at-top
+  assert resolve.resolve(tiny_config, 'search').search.param_grid == {'augment.mixup': [0.0, 0.8],
+                                                                      'optim.learning_rate': [1e-3]}

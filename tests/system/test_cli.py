@@ -43,6 +43,7 @@ def _one_error_line(run, message):
     ('learning_rate=0.1', "config key 'learning_rate' is now one of optim.learning_rate, pretrain.learning_rate"),
     ('search.cv=3', 'training one model does not read --config.search.cv'),
     ('optim.batch_size=abc', 'flag --config.optim.batch_size=abc: invalid literal for int()'),
+    ('search.grid.augment.mixup=(0.0,0.8)', 'training one model does not read --config.search.grid.augment.mixup'),
 ])
 def test_train_prints_one_line_and_exits_2(tmp_path, data_dir, override, message):
   run = _run('experiments.train', f'--workdir={tmp_path}', f'--config.data.data_dir={data_dir}',

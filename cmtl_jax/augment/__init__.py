@@ -22,10 +22,10 @@ from cmtl_jax.augment import mixing
 from cmtl_jax.augment import randaugment
 
 
-def crops(spec) -> bool:
-  """Whether the spec's random resized crop changes anything ((1, 1) area share and aspect ratio = the whole image
-  of a square image, stored images being square)."""
-  return tuple(spec.scale) != (1.0, 1.0) or tuple(spec.ratio) != (1.0, 1.0)
+def crops(scale, ratio) -> bool:
+  """Whether a random resized crop of these ranges changes anything ((1, 1) area share and aspect ratio = the whole
+  image of a square image, stored images being square)."""
+  return tuple(scale) != (1.0, 1.0) or tuple(ratio) != (1.0, 1.0)
 
 
 def mixes(spec) -> bool:
@@ -34,22 +34,27 @@ def mixes(spec) -> bool:
 
 def is_on(spec) -> bool:
   """Whether the spec augments at all (label smoothing alone is not augmentation: the plain loss applies it)."""
-  return bool(crops(spec) or spec.hflip or spec.auto_augment or spec.reprob or mixes(spec))
+  return bool(crops(spec.scale, spec.ratio) or spec.hflip or spec.auto_augment or spec.reprob or mixes(spec))
+
+
+def _crop_flip(scale, ratio, hflip: float) -> Optional[Callable]:
+  """`one(key, image) -> image`: the random resized crop and left-right flip of one uint8 image `[H, W, C]`; None
+  when neither is on."""
+  if crops(scale, ratio):
+    return lambda key, image: geometric.random_resized_crop(key, image, scale=tuple(scale), ratio=tuple(ratio),
+                                                            hflip=hflip)
+  if hflip:
+    return lambda key, image: geometric.random_flip(key, image, hflip)
+  return None
 
 
 def make_crop_flip(scale, ratio, hflip: float) -> Optional[Callable]:
   """`crop_flip(key, images) -> images` for uint8 images `[B, H, W, C]`, each its own random resized crop (`scale`,
   `ratio`; (1, 1), (1, 1) = none) and left-right flip (probability `hflip`); None when neither is on. BEiT's
   pretraining augmentation (masked image modelling, `pretrain.mim`)."""
-  crop = tuple(scale) != (1.0, 1.0) or tuple(ratio) != (1.0, 1.0)
-  if not crop and not hflip:
+  one = _crop_flip(scale, ratio, hflip)
+  if one is None:
     return None
-
-  def one(key, image):
-    if crop:
-      return geometric.random_resized_crop(key, image, scale=tuple(scale), ratio=tuple(ratio), hflip=hflip)
-    return geometric.random_flip(key, image, hflip)
-
   return lambda key, images: jax.vmap(one)(jax.random.split(key, images.shape[0]), images)
 
 
@@ -57,13 +62,12 @@ def make_image_augment(spec) -> Callable:
   """`augment(key, image) -> image` for one uint8 image `[H, W, C]`: crop and flip, RandAugment, erasing, each
   only where the spec turns it on."""
   policy = randaugment.parse(spec.auto_augment) if spec.auto_augment else None
+  crop_flip = _crop_flip(spec.scale, spec.ratio, spec.hflip)
 
   def augment(key, image):
     k_crop, k_ra, k_erase = jax.random.split(key, 3)
-    if crops(spec):
-      image = geometric.random_resized_crop(k_crop, image, scale=spec.scale, ratio=spec.ratio, hflip=spec.hflip)
-    elif spec.hflip:
-      image = geometric.random_flip(k_crop, image, spec.hflip)
+    if crop_flip is not None:
+      image = crop_flip(k_crop, image)
     if policy is not None:
       num_ops, magnitude, magnitude_std, increasing = policy
       image = randaugment.rand_augment(k_ra, image, num_ops=num_ops, magnitude=magnitude,

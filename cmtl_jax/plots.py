@@ -16,12 +16,24 @@ def _pyplot():
   return plt
 
 
+AXES = ('optim.optimizer', 'optim.batch_size', 'optim.learning_rate')
+
+
+def folded_keys(params: Sequence[dict]) -> list:
+  """The grid keys besides the heatmap's axes (`AXES`) that take more than one value: a heatmap cell shows the best
+  of the cells that differ only in them, and its title names them."""
+  keys = sorted({k for p in params for k in p} - set(AXES))
+  return [k for k in keys if len({repr(p.get(k)) for p in params}) > 1]
+
+
 def heatmap(path: str, cv_results: dict, optimizer, metric: str = 'accuracy') -> None:
   """Batch size (rows) x learning rate (columns) for one optimiser; colour = mean validation `metric`,
-  cells annotated with mean +- std. Cells that differ in other grid keys show their best mean."""
+  cells annotated with mean +- std. Cells that differ in other grid keys show their best mean, and the title says
+  over which keys (`folded_keys`)."""
   plt = _pyplot()
   params = cv_results['params']
   rows = [i for i, p in enumerate(params) if p.get('optim.optimizer', optimizer) == optimizer]
+  folded = folded_keys([params[i] for i in rows])
   batch_sizes = sorted({params[i].get('optim.batch_size') for i in rows}, key=lambda v: (v is None, v))
   lrs = sorted({params[i].get('optim.learning_rate') for i in rows}, key=lambda v: (v is None, v))
   mean = np.full((len(batch_sizes), len(lrs)), np.nan)
@@ -42,7 +54,10 @@ def heatmap(path: str, cv_results: dict, optimizer, metric: str = 'accuracy') ->
   ax.set_yticks(range(len(batch_sizes)), [str(v) if v is not None else 'default' for v in batch_sizes])
   ax.set_xlabel('learning rate')
   ax.set_ylabel('batch size')
-  ax.set_title(f'{optimizer}: mean CV {metric} (± std over folds)')
+  title = f'{optimizer}: mean CV {metric} (± std over folds)'
+  if folded:
+    title += f'\nthe best over {", ".join(folded)}'
+  ax.set_title(title, fontsize=9 if folded else None)
   fig.colorbar(image, ax=ax)
   fig.tight_layout()
   with atomic(path) as tmp:

@@ -134,3 +134,10 @@ def test_a_class_smaller_than_the_folds_is_named(tiny_config, tmp_path):
   with pytest.raises(ConfigError, match=r"class 'class_1' has 3 image\(s\) .*fewer than cv=4 folds need \(4\)"):
     experiment.grid_search(tiny_config, '', log=None)
   assert data.load_dataset(resolve.resolve(tiny_config).data).num_classes == 2  # One model needs no folds.
+
+
+def test_a_heatmap_names_the_grid_keys_it_folds_into_its_cells():
+  from cmtl_jax import plots  # pylint: disable=g-import-not-at-top
+  params = [{'augment.mixup': m, 'optim.learning_rate': lr, 'seed': 0} for m in (0.0, 0.8) for lr in (1e-3, 1e-2)]
+  assert plots.folded_keys(params) == ['augment.mixup']  # seed takes one value: nothing folded over it.
+  assert plots.folded_keys(params[:2]) == []

@@ -14,12 +14,13 @@ affine, so mixing before them is mixing after them up to that rounding).
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def smooth_targets(labels, num_classes: int, smoothing: float):
-  """float32 `[B, num_classes]`: (1 - smoothing) one-hot + smoothing / num_classes."""
-  off = smoothing / num_classes
-  return jax.nn.one_hot(labels, num_classes) * (1.0 - smoothing) + off
+  """float32 `[B, num_classes]`: (1 - smoothing) one-hot + smoothing / num_classes (`optax.smooth_labels`, which
+  the plain loss uses too)."""
+  return optax.smooth_labels(jax.nn.one_hot(labels, num_classes), smoothing)
 
 
 def cutmix_box(key, height: int, width: int, lam):
